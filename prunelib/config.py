@@ -1,0 +1,92 @@
+"""Every knob of a run as frozen dataclasses: the CLI, the pytest options and the cache key derive from these."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+def check_fraction(name: str, value: float) -> float:
+    """Return ``value`` if it lies strictly between 0 and 1, else raise ``ValueError`` naming ``name``."""
+    if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where it lives, and how it is split."""
+
+    name: str = "mnist5k"
+    data_dir: str | None = None  # the data root holding one folder per data set
+    seed: int = 0
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.2  # only for sets without an official test split (mnist5k)
+    train_subset: int | None = None  # keep at most this many training examples (seeded)
+    test_subset: int | None = None  # evaluate on at most this many test examples (seeded)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fixed training hyperparameters; IMP retrains with exactly these after every prune."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1.2e-3  # Adam, as the lottery-ticket paper trains LeNet-300-100
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"invalid training config: {self}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One pruning schedule: method, the fraction of *remaining* weights removed per step, steps."""
+
+    method: str = "no-retrain"
+    amount: float = 0.33
+    iterations: int = 10
+
+    def __post_init__(self) -> None:
+        check_fraction("amount", self.amount)
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How latency is timed: timed runs after warm-up, at batch 1 and a throughput batch."""
+
+    runs: int = 100
+    warmup: int = 10
+    batch_size: int = 1
+    throughput_batch: int = 256
+    threads: int | None = None  # torch / ORT intra-op threads; None leaves the default
+    runtime: str = "torch"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole sweep: data → model → training → pruning → measurement."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: str = "lenet300"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    seed: int = 0
+
+
+def default_train_config(dataset: str) -> TrainConfig:
+    """The fixed hyperparameters per data set (SST-2 has 67k phrases: fewer epochs, bigger batches)."""
+    if dataset == "sst2":
+        return TrainConfig(epochs=4, batch_size=256, lr=2e-3, weight_decay=0.0)
+    return TrainConfig()
+
+
+def config_key(*parts: object, versions: dict[str, str] | None = None) -> str:
+    """A short stable hash of dataclasses/values (and library versions): the on-disk cache key."""
+    payload = [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts]
+    blob = json.dumps({"parts": payload, "versions": versions or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
