@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.fileio import write_atomic
+from prunelib.pruning import refresh_masked
 
 
 def save_checkpoint(model: nn.Module, path: Path | str, metadata: dict[str, str] | None = None) -> Path:
@@ -60,4 +61,5 @@ def load_checkpoint(model: nn.Module, path: Path | str) -> nn.Module:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0:2]
         raise ValueError(f"{path}: checkpoint does not fit this model: {' '.join(first)}") from None
+    refresh_masked(model)  # the cached ``weight`` still holds the fresh model's values
     return model.eval()

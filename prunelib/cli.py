@@ -21,6 +21,13 @@ class CliError(ValueError):
     """A user error the CLI reports in one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`CliError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliError(message)
+
+
 def _fraction(text: str) -> float:
     try:
         return check_fraction("--amount", float(text))
@@ -113,8 +120,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prunelib", description="prunelib: prune small networks, measure what it buys.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m prunelib", description="prunelib: prune small networks, measure what it buys.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_sweep_parser(sub)
     sub.add_parser("compare", help="compare pytest-benchmark runs (accuracy, latency, size); see 'compare --help'", add_help=False)
     return parser
@@ -127,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         from prunelib.compare import main as compare_main
 
         return compare_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except (CliError, DataError, ValueError, FileNotFoundError) as exc:
         print(f"prunelib: error: {exc}", file=sys.stderr)

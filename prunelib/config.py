@@ -81,7 +81,7 @@ class RunConfig:
 def default_train_config(dataset: str) -> TrainConfig:
     """The fixed hyperparameters per data set (SST-2 has 67k phrases: fewer epochs, bigger batches)."""
     if dataset == "sst2":
-        return TrainConfig(epochs=4, batch_size=256, lr=2e-3, weight_decay=0.0)
+        return TrainConfig(epochs=6, batch_size=256, lr=3e-3, weight_decay=0.0)
     return TrainConfig()
 
 

@@ -151,12 +151,17 @@ def _mnist5k(cfg: DataConfig) -> Splits:
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into an array of its declared shape."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # not gzip, truncated gzip, unreadable
+        raise DataError(f"{path}: cannot read an IDX file ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic {raw[:4].hex()})")
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
@@ -209,6 +214,8 @@ def read_glue_tsv(path: Path) -> tuple[list[list[str]], list[int]]:
                 raise DataError(f"{path}:{line_no}: expected '<sentence>\\t<0|1>', got {row!r}")
             sentences.append(row[0].lower().split())
             labels.append(int(row[1]))
+    if not labels:
+        raise DataError(f"{path}: no rows after the header (expected '<sentence>\\t<0|1>' lines)")
     return sentences, labels
 
 

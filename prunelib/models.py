@@ -29,13 +29,18 @@ class MeanEmbedding(nn.Module):
     """Mean of the token embeddings of each row, ignoring padding (id 0).
 
     Equivalent to ``nn.EmbeddingBag(mode="mean", padding_idx=0)``, which ONNX cannot export.
+    In training mode each token is dropped with probability ``token_dropout`` (word dropout,
+    the regulariser that keeps a bag-of-words model from memorising SST-2's phrases).
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, token_dropout: float = 0.2) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.token_dropout = token_dropout
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.training and self.token_dropout > 0:
+            tokens = tokens.masked_fill(torch.rand(tokens.shape) < self.token_dropout, 0)
         keep = (tokens != 0).unsqueeze(-1).to(self.embedding.weight.dtype)
         total = (self.embedding(tokens) * keep).sum(1)
         return total / keep.sum(1).clamp(min=1.0)

@@ -23,6 +23,8 @@ Params = list[tuple[nn.Module, str]]
 def magnitude_prune(params: Params, amount: float, seed: int = 0) -> None:
     """Global L1 unstructured pruning (the lab's method): the smallest |w| over all ``params`` go."""
     check_fraction("amount", amount)
+    for module, _ in params:  # torch scores the cached ``weight``, stale after an optimizer step
+        refresh_masked(module)
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
 
 
@@ -30,6 +32,7 @@ def layerwise_prune(params: Params, amount: float, seed: int = 0) -> None:
     """L1 unstructured pruning of ``amount`` of each parameter's remaining weights separately."""
     check_fraction("amount", amount)
     for module, name in params:
+        refresh_masked(module)  # as in magnitude_prune: score the current weights
         prune.l1_unstructured(module, name, amount=amount)
 
 
@@ -92,7 +95,12 @@ def remove_reparametrization(model: nn.Module) -> nn.Module:
     refresh_masked(model)
     dense = copy.deepcopy(model)
     for module, hook in _pruning_hooks(dense):
-        prune.remove(module, hook._tensor_name)
+        name = hook._tensor_name
+        prune.remove(module, name)
+        # prune.remove appends the parameter last; put it first again (Linear/Conv order: weight, bias)
+        # so the saved state_dict, and its size on disk, do not depend on whether a step pruned.
+        params = module._parameters
+        module._parameters = {name: params[name], **{k: v for k, v in params.items() if k != name}}
     return dense
 
 
@@ -130,3 +138,4 @@ def rewind(model: nn.Module, initial: Mapping[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, param in targets.items():
             param.copy_(initial[name])
+    refresh_masked(model)

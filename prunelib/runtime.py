@@ -122,6 +122,8 @@ def time_calls(fn: Runner, x: torch.Tensor, runs: int = 100, warmup: int = 10) -
     """Mean and standard deviation (seconds) of ``runs`` calls ``fn(x)`` after ``warmup`` calls."""
     if runs < 2:
         raise ValueError(f"runs must be >= 2 to estimate a spread, got {runs}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
     for _ in range(warmup):
         fn(x)
     times = []

@@ -21,8 +21,15 @@ def train(model: nn.Module, data: Split, cfg: TrainConfig, seed: int, desc: str 
     """Train ``model`` in place with Adam and cross-entropy; returns it for chaining.
 
     Pruned weights stay zero: gradients reach ``weight_orig`` only through the mask.
-    The batch order is drawn from ``seed``, so the same call gives the same weights.
+    The batch order and any dropout are drawn from ``seed``, so the same call gives the same
+    weights; the caller's global RNG state is restored afterwards.
     """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _train(model, data, cfg, seed, desc)
+
+
+def _train(model: nn.Module, data: Split, cfg: TrainConfig, seed: int, desc: str) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()

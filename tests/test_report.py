@@ -375,12 +375,15 @@ def pytest_sessionfinish(session, exitstatus):
     write_run_report(bench_from_session(session), Path(str(session.config.rootpath)) / "reports")
 '''
 
-FAST = ["-p", "no:cacheprovider", "--benchmark-min-rounds=2", "--benchmark-max-time=0.0001",
+FAST = ["-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark-min-rounds=2", "--benchmark-max-time=0.0001",
         "--benchmark-warmup=off", "-p", "no:randomly"]
 
 
-def test_real_plugin_json_feeds_the_report(pytester: pytest.Pytester, tmp_path: Path, stub_png: None) -> None:
+def test_real_plugin_json_feeds_the_report(
+    pytester: pytest.Pytester, tmp_path: Path, stub_png: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real pytest-benchmark session with the hooks wired as the lead would; its JSON feeds the report."""
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # inner session is serial even under -n
     pytester.makepyfile(test_bench=BENCH_MODULE)
     pytester.makeconftest(HOOKS_CONFTEST)
     out = pytester.path / "out.json"

@@ -1,0 +1,173 @@
+"""CLI: every bad input is one line ``prunelib: error: ...`` and exit 2; runs write results, never overwrite."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+from safetensors.torch import save_file
+
+from prunelib.cli import main
+from prunelib.data import DATASETS
+from prunelib.models import PRESETS, ModelSpec
+from prunelib.pruning import initial_state
+from prunelib.runtime import RUNTIMES
+from prunelib.schedules import SCHEDULES
+from prunelib.tables import SCHEDULE_COLUMNS
+from prunelib.train import init_model
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ["--iterations", "1", "--epochs", "1", "--train-subset", "300", "--latency-runs", "2"]
+OPTIONS = [
+    "--dataset", "--model", "--method", "--iterations", "--amount", "--seed", "--data-dir", "--epochs",
+    "--train-subset", "--runtime", "--latency-runs", "--threads", "--initial-weights", "--out",
+]
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``main(argv)`` in-process: (exit status, stdout, stderr), whether it returns or exits."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert lines[0].startswith("prunelib: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("amount", ["0", "1", "0.0", "1.0", "-0.5", "abc"])
+def test_amount_outside_0_1_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, amount: str) -> None:
+    code, _, err = cli(["sweep", "--amount", amount, "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "amount", amount)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [(["--iterations", "-1"], "iterations"), (["--epochs", "two"], "epochs"), (["--latency-runs", "1.5"], "latency-runs"), ([], "--out")],
+    ids=["negative-iterations", "epochs-not-int", "runs-not-int", "no-out"],
+)
+def test_other_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], fragment: str) -> None:
+    out = ["--out", str(tmp_path / "run")] if fragment != "--out" else []
+    code, _, err = cli(["sweep", *args, *out], capsys)
+    assert_one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize(
+    "option, value, names",
+    [("--dataset", "cifar10", DATASETS), ("--model", "resnet18", PRESETS), ("--method", "obd", SCHEDULES), ("--runtime", "tflite", RUNTIMES)],
+)
+def test_unknown_names_are_one_line_listing_the_choices(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str, names
+) -> None:
+    code, _, err = cli(["sweep", option, value, "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, repr(value), *names)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_dir_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-root"
+    code, _, err = cli(["sweep", "--dataset", "sst2", "--model", "sst2-mlp", "--data-dir", str(missing), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, str(missing), "does not exist")
+
+
+def test_malformed_tsv_row_is_one_line_naming_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, write_sst2: Callable[..., Path]
+) -> None:
+    root = write_sst2(tmp_path / "data", ["fine\t1", "dull\t0", "broken row without label"], ["ok\t1"])
+    code, _, err = cli(["sweep", "--dataset", "sst2", "--model", "sst2-mlp", "--data-dir", str(root), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, f"{root / 'sst2' / 'train.tsv'}:4:")
+
+
+def test_initial_weights_of_another_model_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    other = tmp_path / "other.safetensors"
+    save_file(initial_state(init_model(ModelSpec("lenet300", 100, 10), 0)), str(other))
+    code, _, err = cli(["sweep", *QUICK, "--initial-weights", str(other), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "layers.0.weight", "(300, 100)")
+    assert not (tmp_path / "run" / "results.csv").exists()
+
+
+@pytest.mark.parametrize("content", [None, b"not safetensors"], ids=["missing", "corrupt"])
+def test_unreadable_initial_weights_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "init.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = cli(["sweep", *QUICK, "--initial-weights", str(path), "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, str(path))
+
+
+# ---------------------------------------------------------------- runs
+def test_sweep_writes_results_and_never_overwrites(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = cli(["sweep", *QUICK, "--amount", "0.5", "--out", str(out)], capsys)
+    assert code == 0, err
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns[: len(SCHEDULE_COLUMNS)]) == list(SCHEDULE_COLUMNS)
+    assert df["iteration"].tolist() == [0, 1]
+    assert df["sparsity"].iloc[1] == pytest.approx(0.5, abs=1e-5)
+    md = (out / "results.md").read_text(encoding="utf-8")
+    assert md.startswith("# mnist5k / lenet300 / no-retrain (amount 0.5, seed 0)")
+    header = md.splitlines()[2]
+    assert header.startswith("|") and all(c in header for c in ("Iteration", "Sparsity (%)", "Accuracy", "Disk Size (MB)"))
+    assert len(md.strip().splitlines()) == 2 + 2 + 2  # title, blank, header, rule, two rows
+    assert "Sparsity (%)" in stdout and str(out / "results.csv") in err
+    assert (out / "initial.safetensors").is_file()
+    before = (out / "results.csv").read_bytes()
+
+    code, _, err = cli(["sweep", *QUICK, "--out", str(out)], capsys)
+    assert_one_line_error(code, err, str(out / "results.csv"), "exists")
+    assert (out / "results.csv").read_bytes() == before
+
+
+def test_initial_weights_reproduce_a_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Starting from an earlier run's initial.safetensors (another seed's init) gives that run's table."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert cli(["sweep", *QUICK, "--seed", "3", "--out", str(first)], capsys)[0] == 0
+    init = first / "initial.safetensors"
+    assert cli(["sweep", *QUICK, "--seed", "3", "--initial-weights", str(init), "--out", str(second)], capsys)[0] == 0
+    latency = ["latency_mean_s", "latency_std_s"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first / "results.csv").drop(columns=latency), pd.read_csv(second / "results.csv").drop(columns=latency)
+    )
+    assert (second / "initial.safetensors").read_bytes() == init.read_bytes()
+
+
+def test_help_mentions_every_option_and_choice(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens ("fashion-" / "mnist") on narrow terminals
+    code, out, _ = cli(["sweep", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    for option in OPTIONS:
+        assert option in text, option
+    for name in (*DATASETS, *PRESETS, *SCHEDULES, *RUNTIMES):
+        assert name in text, name
+    code, out, _ = cli(["--help"], capsys)
+    assert code == 0 and "sweep" in out and "compare" in out
+
+
+def test_python_dash_m_prunelib_runs_a_sweep(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # this child process only
+    proc = subprocess.run(
+        [sys.executable, "-m", "prunelib", "sweep", *QUICK, "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert pd.read_csv(out / "results.csv")["iteration"].tolist() == [0, 1]
+    assert (out / "results.md").is_file()
