@@ -1,0 +1,5 @@
+"""Speech recognition on edge devices: SEW CTC models, FSDD/LibriSpeech data, WER.
+
+Modules: ``data`` (audio and utterances), ``models`` (SEW architectures, processor, loader),
+``wer`` (greedy CTC decoding and word error rate), ``train`` (the cached FSDD model).
+"""
