@@ -12,9 +12,39 @@ from prunelib.config import DataConfig, MeasureConfig, PruneConfig, RunConfig, c
 from prunelib.data import DATASETS, DataError
 from prunelib.fileio import write_text_atomic
 from prunelib.models import PRESETS
+from prunelib.quantize import PRECISIONS
 from prunelib.runtime import RUNTIMES
 from prunelib.schedules import SCHEDULES
-from prunelib.tables import lab_table, to_markdown
+from prunelib.tables import to_markdown, wide_table
+
+#: One phrase per pruning schedule, for --help.
+METHOD_HELP: dict[str, str] = {
+    "no-retrain": "global |w| pruning, no retraining",
+    "imp-rewind": "iterative magnitude pruning, survivors rewound to init and retrained (lottery ticket)",
+    "imp-finetune": "iterative magnitude pruning, survivors retrained from where they are",
+    "random": "random weights, no retraining (baseline)",
+    "structured-no-retrain": "whole hidden neurons by L2 norm of their weights, no retraining; deployed physically smaller",
+    "structured-imp-rewind": "whole hidden neurons by L2, survivors rewound to init and retrained",
+    "structured-imp-finetune": "whole hidden neurons by L2, survivors retrained from where they are",
+}
+
+#: One phrase per runtime, for --help.
+RUNTIME_HELP: dict[str, str] = {
+    "torch": "PyTorch, dense kernels",
+    "onnxruntime": "the model exported to ONNX, run by ONNX Runtime on the CPU",
+    "torch-sparse": "PyTorch with each Linear run as sparse CSR or dense, whichever is measured faster here (fp32/fp16 only)",
+}
+
+#: One phrase per precision, for --help.
+PRECISION_HELP: dict[str, str] = {
+    "fp32": "weights as trained",
+    "fp16": "weights stored in half precision, computed in fp32",
+    "int8": "dynamic int8 inference (torch quantize_dynamic; ONNX Runtime quantize_dynamic, QInt8 weights)",
+}
+
+
+def _choices(helps: dict[str, str], names) -> str:
+    return "; ".join(f"{n}: {helps.get(n, n)}" for n in names)
 
 
 class CliError(ValueError):
@@ -50,19 +80,22 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="train, prune N times by one method, measure every iteration",
         description="Train the model densely, then prune it --iterations times by --method, measuring "
-        "accuracy, latency, parameter counts and size on disk after every step. Writes "
-        "OUT/results.csv, OUT/results.md (the lab's table) and OUT/initial.safetensors.",
+        "after every step the model as deployed (pruning made permanent, structured models physically "
+        "shrunk, values at --precision): accuracy, latency on --runtime, parameter counts, sizes on disk "
+        "(dense, the lab's sparse COO, compact) and FLOPs. Writes OUT/results.csv, OUT/results.md "
+        "(the lab's table plus compact size and FLOPs) and OUT/initial.safetensors.",
     )
     p.add_argument("--dataset", default="mnist5k", help=f"data set name, one of {list(DATASETS)} (default: mnist5k, embedded)")
     p.add_argument("--model", default="lenet300", help=f"model preset, one of {sorted(PRESETS)} (default: lenet300)")
-    p.add_argument("--method", default="no-retrain", help=f"pruning schedule, one of {list(SCHEDULES)} (default: no-retrain)")
+    p.add_argument("--method", default="no-retrain", help=f"pruning schedule (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}")
     p.add_argument("--iterations", type=_positive_int, default=10, help="pruning steps after the dense model (default: 10)")
-    p.add_argument("--amount", type=_fraction, default=0.33, help="fraction of the REMAINING weights pruned per step, 0 < A < 1 (default: 0.33)")
+    p.add_argument("--amount", type=_fraction, default=0.33, help="fraction of the REMAINING weights (hidden neurons, for structured methods) pruned per step, 0 < A < 1 (default: 0.33)")
     p.add_argument("--seed", type=int, default=0, help="fixes the data split, initial weights, batch order and random masks (default: 0)")
     p.add_argument("--data-dir", default=None, help="data root holding one folder per data set, e.g. ../shared/data (default: $PRUNELIB_DATA_DIR)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs, also per IMP retraining (default: per data set)")
     p.add_argument("--train-subset", type=_positive_int, default=None, help="train on at most this many examples (seeded), for quick runs")
-    p.add_argument("--runtime", default="torch", help=f"runtime timed for latency, one of {list(RUNTIMES)} (default: torch)")
+    p.add_argument("--runtime", default="torch", help=f"runtime timed for latency (default: torch). {_choices(RUNTIME_HELP, RUNTIMES)}")
+    p.add_argument("--precision", default="fp32", help=f"value precision the model is deployed, evaluated, stored (compact size) and timed at (default: fp32). {_choices(PRECISION_HELP, PRECISIONS)}")
     p.add_argument("--latency-runs", type=_positive_int, default=100, help="timed calls per latency figure, after 10 warm-up calls (default: 100)")
     p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads for torch and ONNX Runtime (default: library default)")
     p.add_argument("--initial-weights", type=Path, default=None, help="safetensors file of initial weights to start from and rewind to (e.g. an earlier run's initial.safetensors)")
@@ -87,6 +120,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         raise CliError(f"unknown model {args.model!r}; choose one of {sorted(PRESETS)}")
     if args.runtime not in RUNTIMES:
         raise CliError(f"unknown runtime {args.runtime!r}; choose one of {list(RUNTIMES)}")
+    if args.precision not in PRECISIONS:
+        raise CliError(f"unknown precision {args.precision!r}; choose one of {list(PRECISIONS)}")
     if args.dataset not in DATASETS:
         raise CliError(f"unknown dataset {args.dataset!r}; choose one of {list(DATASETS)}")
     out: Path = args.out
@@ -100,7 +135,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         model=args.model,
         train=train_cfg,
         prune=PruneConfig(args.method, args.amount, args.iterations),
-        measure=MeasureConfig(runs=max(args.latency_runs, 2), threads=args.threads, runtime=args.runtime),
+        measure=MeasureConfig(runs=max(args.latency_runs, 2), threads=args.threads, runtime=args.runtime, precision=args.precision),
         seed=args.seed,
     )
     splits = load_data(cfg.data)
@@ -112,9 +147,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "initial.safetensors", lambda p: save_file(initial, str(p)))
     write_text_atomic(out / "results.csv", df.to_csv(index=False))
-    title = f"# {args.dataset} / {args.model} / {args.method} (amount {args.amount}, seed {args.seed})\n\n"
-    write_text_atomic(out / "results.md", title + to_markdown(lab_table(df)))
-    print(to_markdown(lab_table(df)), end="")
+    title = (f"# {args.dataset} / {args.model} / {args.method} (amount {args.amount}, seed {args.seed})"
+             f" — {args.runtime}, {args.precision}\n\n")
+    table = to_markdown(wide_table(df))
+    write_text_atomic(out / "results.md", title + table)
+    print(table, end="")
     print(f"wrote {out / 'results.csv'} and {out / 'results.md'}", file=sys.stderr)
     return 0
 

@@ -56,7 +56,13 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """How latency is timed: timed runs after warm-up, at batch 1 and a throughput batch."""
+    """How a model is deployed and timed: runtime, value precision, timed runs after warm-up, batches.
+
+    ``runtime`` is one of :data:`prunelib.runtime.RUNTIMES`, ``precision`` one of
+    :data:`prunelib.quantize.PRECISIONS` (``fp32`` as trained; ``fp16`` weights stored in half
+    precision, computed in fp32; ``int8`` dynamic int8 inference). ``torch-sparse`` has no int8
+    kernels, so that pair is rejected here, before any training.
+    """
 
     runs: int = 100
     warmup: int = 10
@@ -64,6 +70,15 @@ class MeasureConfig:
     throughput_batch: int = 256
     threads: int | None = None  # torch / ORT intra-op threads; None leaves the default
     runtime: str = "torch"
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        # imported here: both modules import prunelib.pruning, which imports this module
+        from prunelib.quantize import check_precision
+        from prunelib.runtime import check_deployable
+
+        check_precision(self.precision)
+        check_deployable(self.runtime, self.precision)
 
 
 @dataclass(frozen=True)

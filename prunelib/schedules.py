@@ -1,9 +1,12 @@
 """Pruning schedules — when to prune, rewind and retrain — and the sweep that measures each step.
 
 A schedule reads like the algorithm: train dense; then N times prune → (rewind) → (retrain).
+Unstructured schedules prune single weights; structured ones prune whole hidden neurons (L2 norm
+of their weight row, :mod:`prunelib.structured`), which are then physically removed on deploy.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -11,25 +14,37 @@ import pandas as pd
 import torch
 from torch import nn
 
+from prunelib.compact import compact_stats, model_tensors
 from prunelib.config import MeasureConfig, PruneConfig, RunConfig, TrainConfig
 from prunelib.data import Split, Splits, load_data
+from prunelib.flops import count_flops
 from prunelib.models import MLP, ModelSpec, count_parameters, prunable_parameters
 from prunelib.progress import progress
-from prunelib.pruning import get_criterion, initial_state, rewind
-from prunelib.runtime import make_runner, time_calls
+from prunelib.pruning import Params, get_criterion, initial_state, rewind
+from prunelib.runtime import deploy, make_runner, time_calls
 from prunelib.sparsity import count_nonzero, sparsity_report
 from prunelib.storage import disk_dense_bytes, disk_sparse_bytes
+from prunelib.structured import hidden_linears, hidden_parameters, neuron_prune, neurons_remaining, shrink
+from prunelib.tables import SWEEP_COLUMNS
 from prunelib.train import evaluate, init_model, train
+
+#: Criteria of structured schedules: they prune whole rows of :func:`~prunelib.structured.hidden_parameters`.
+STRUCTURED_CRITERIA: dict[str, Callable[[Params, float, int], None]] = {"l2-neuron": neuron_prune}
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """Which criterion prunes, and whether survivors are rewound to init and retrained after each step."""
+    """Which criterion prunes, and whether survivors are rewound to init and retrained after each step.
+
+    ``structured``: the criterion removes whole hidden neurons (one of
+    :data:`STRUCTURED_CRITERIA`), and deployment shrinks the model physically.
+    """
 
     name: str
     criterion: str
     rewind: bool
     retrain: bool
+    structured: bool = False
 
 
 SCHEDULES: dict[str, Schedule] = {
@@ -39,6 +54,9 @@ SCHEDULES: dict[str, Schedule] = {
         Schedule("imp-rewind", "magnitude", rewind=True, retrain=True),
         Schedule("imp-finetune", "magnitude", rewind=False, retrain=True),
         Schedule("random", "random", rewind=False, retrain=False),
+        Schedule("structured-no-retrain", "l2-neuron", rewind=False, retrain=False, structured=True),
+        Schedule("structured-imp-rewind", "l2-neuron", rewind=True, retrain=True, structured=True),
+        Schedule("structured-imp-finetune", "l2-neuron", rewind=False, retrain=True, structured=True),
     )
 }
 
@@ -83,11 +101,19 @@ def iterate_schedule(
     """Yield ``(0, model)`` then, after each of ``prune_cfg.iterations`` steps, ``(k, model)``.
 
     Mutates ``model`` in place (one model walks the whole schedule); copy what you keep.
+    Unstructured schedules prune :func:`~prunelib.models.prunable_parameters`; structured ones
+    the rows of :func:`~prunelib.structured.hidden_parameters` (``model`` must be a prunelib MLP).
+    Either way ``amount`` is the fraction of what remains, and masks only ever lose entries.
     """
-    prune_step = get_criterion(schedule.criterion)
+    if schedule.structured:
+        if schedule.criterion not in STRUCTURED_CRITERIA:
+            raise ValueError(f"unknown structured criterion {schedule.criterion!r}; choose one of {sorted(STRUCTURED_CRITERIA)}")
+        prune_step, targets = STRUCTURED_CRITERIA[schedule.criterion], hidden_parameters
+    else:
+        prune_step, targets = get_criterion(schedule.criterion), prunable_parameters
     yield 0, model
     for k in range(1, prune_cfg.iterations + 1):
-        prune_step(prunable_parameters(model), prune_cfg.amount, seed + k)
+        prune_step(targets(model), prune_cfg.amount, seed + k)
         if schedule.rewind:
             rewind(model, initial)
         if schedule.retrain:
@@ -95,26 +121,69 @@ def iterate_schedule(
         yield k, model
 
 
-def measure(model: nn.Module, splits: Splits, cfg: MeasureConfig) -> dict[str, float | int]:
-    """Accuracy, latency (mean, std at batch ``cfg.batch_size``), parameter counts and sizes on disk.
+def neuron_sparsity(model: nn.Module) -> float:
+    """Fraction of hidden neurons that are dead (all weights and bias zero); NaN if not an MLP."""
+    if not isinstance(model, MLP):
+        return math.nan
+    total = sum(m.out_features for _, m in hidden_linears(model))
+    return 1.0 - sum(neurons_remaining(model).values()) / total if total else 0.0
 
-    Never changes ``model``: timing and sizes use a copy with the reparametrization removed.
+
+def static_metrics(
+    model: nn.Module, splits: Splits, cfg: MeasureConfig, structured: bool = False
+) -> dict[str, float | int | str]:
+    """Everything measured without a clock, for ``model`` deployed at ``cfg.precision``.
+
+    Keys, in order: ``sparsity``, ``sparsity_model`` (zeros of the pruned model's effective
+    weights, :mod:`prunelib.sparsity`), ``accuracy`` (on ``splits.test``, of
+    ``deploy(model, structured, cfg.precision)`` run by torch), ``params_total``,
+    ``params_nonzero``, ``disk_dense_bytes``, ``disk_sparse_bytes`` (the lab's fp32 figures of
+    the pruned model, :mod:`prunelib.storage`), ``disk_compact_bytes`` and ``disk_bound_bytes``
+    (:func:`prunelib.compact.compact_stats` of the model's tensors at ``cfg.precision``; for
+    ``structured``, of the physically shrunk model), ``flops`` (multiply-adds of the deployed
+    model on one test row, :func:`prunelib.flops.count_flops`), ``neuron_sparsity``
+    (:func:`neuron_sparsity`) and ``precision``. Independent of ``cfg.runtime``.
+    Never changes ``model``.
     """
     report = sparsity_report(model)
-    x = splits.test.x[: cfg.batch_size]
-    runner = make_runner(model, cfg.runtime, splits.test.x[:64], cfg.threads)
-    mean, std = time_calls(runner, x, cfg.runs, cfg.warmup)
+    deployed = deploy(model, structured, cfg.precision)
+    stored = shrink(model) if structured else model
+    stats = compact_stats(model_tensors(stored), cfg.precision)
     return {
         "sparsity": report.sparsity,
         "sparsity_model": report.sparsity_model,
-        "accuracy": evaluate(model, splits.test),
-        "latency_mean_s": mean,
-        "latency_std_s": std,
+        "accuracy": evaluate(deployed, splits.test),
         "params_total": count_parameters(model),
         "params_nonzero": count_nonzero(model),
         "disk_dense_bytes": disk_dense_bytes(model),
         "disk_sparse_bytes": disk_sparse_bytes(model),
+        "disk_compact_bytes": stats.disk_compact_bytes,
+        "disk_bound_bytes": stats.disk_bound_bytes,
+        "flops": count_flops(deployed, splits.test.x[:1]),
+        "neuron_sparsity": neuron_sparsity(model),
+        "precision": cfg.precision,
     }
+
+
+def measure(
+    model: nn.Module, splits: Splits, cfg: MeasureConfig, structured: bool = False
+) -> dict[str, float | int | str]:
+    """:func:`static_metrics` plus latency (mean, std) at batch ``cfg.batch_size`` on ``cfg.runtime``.
+
+    Keys in the sweep's column order, :data:`prunelib.tables.SWEEP_COLUMNS` without
+    ``iteration``. The runner is :func:`~prunelib.runtime.make_runner` of the model deployed at
+    ``cfg.precision`` (shrunk when ``structured``). Never changes ``model``.
+    """
+    static = static_metrics(model, splits, cfg, structured)
+    x = splits.test.x[: cfg.batch_size]
+    runner = make_runner(  # parity-checked on 64 test rows, or the timed batch if larger
+        model, cfg.runtime, splits.test.x[: max(64, cfg.batch_size)], cfg.threads,
+        structured=structured, precision=cfg.precision, batch_size=cfg.batch_size,
+    )
+    mean, std = time_calls(runner, x, cfg.runs, cfg.warmup)
+    timed = {"latency_mean_s": mean, "latency_std_s": std}
+    row = {**static, **timed}
+    return {k: row[k] for k in SWEEP_COLUMNS[1:]}
 
 
 def run_sweep(
@@ -124,6 +193,8 @@ def run_sweep(
     on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> pd.DataFrame:
     """Train dense, run ``cfg.prune.method`` and measure every iteration: one row per iteration 0..N.
+
+    Columns: :data:`prunelib.tables.SWEEP_COLUMNS`; structured methods are measured shrunk.
 
     ``on_step(k, model)`` is called at each step (e.g. to save checkpoints).
     """
@@ -135,5 +206,5 @@ def run_sweep(
     for k, current in progress(steps, desc=schedule.name, total=cfg.prune.iterations + 1):
         if on_step is not None:
             on_step(k, current)
-        rows.append({"iteration": k, **measure(current, splits, cfg.measure)})
+        rows.append({"iteration": k, **measure(current, splits, cfg.measure, schedule.structured)})
     return pd.DataFrame(rows)

@@ -17,6 +17,18 @@ SCHEDULE_COLUMNS: tuple[str, ...] = (
     "disk_sparse_bytes",
 )
 
+#: Columns a sweep adds after the lab's: sizes at the measured precision, work, neurons removed.
+DEPLOY_COLUMNS: tuple[str, ...] = (
+    "disk_compact_bytes",  # prunelib.compact file at `precision` (structured: the shrunk model)
+    "disk_bound_bytes",  # entropy bound of the same tensors
+    "flops",  # multiply-adds of one forward pass of the deployed model, batch 1
+    "neuron_sparsity",  # fraction of hidden neurons dead (NaN for non-MLP models)
+    "precision",  # fp32 | fp16 | int8
+)
+
+#: Every column of a sweep's results, in order.
+SWEEP_COLUMNS: tuple[str, ...] = SCHEDULE_COLUMNS + DEPLOY_COLUMNS
+
 
 def metric_column(df: pd.DataFrame) -> str:
     """``"wer"`` for speech results, else ``"accuracy"``."""
@@ -47,6 +59,18 @@ def lab_table(df: pd.DataFrame) -> pd.DataFrame:
     if "disk_compact_bytes" in df:
         out["Compact size (MB)"] = (df["disk_compact_bytes"] / 1e6).round(3)
     return out.reset_index(drop=True)
+
+
+def wide_table(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`lab_table` (with its compact size when ``disk_compact_bytes`` exists) plus, when present,
+    ``FLOPs (M)`` (multiply-adds of one deployed forward pass, 10^6, three significant digits) and
+    ``Neurons pruned (%)`` (hidden neurons removed; only when some value is known)."""
+    out = lab_table(df)
+    if "flops" in df:
+        out["FLOPs (M)"] = (df["flops"].astype(float) / 1e6).map(lambda v: float(f"{v:.3g}")).to_numpy()
+    if "neuron_sparsity" in df and df["neuron_sparsity"].notna().any():
+        out["Neurons pruned (%)"] = (100 * df["neuron_sparsity"].astype(float)).round(1).to_numpy()
+    return out
 
 
 def to_markdown(table: pd.DataFrame) -> str:

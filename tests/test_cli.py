@@ -15,16 +15,17 @@ from prunelib.cli import main
 from prunelib.data import DATASETS
 from prunelib.models import PRESETS, ModelSpec
 from prunelib.pruning import initial_state
+from prunelib.quantize import PRECISIONS
 from prunelib.runtime import RUNTIMES
 from prunelib.schedules import SCHEDULES
-from prunelib.tables import SCHEDULE_COLUMNS
+from prunelib.tables import SCHEDULE_COLUMNS, SWEEP_COLUMNS
 from prunelib.train import init_model
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--iterations", "1", "--epochs", "1", "--train-subset", "300", "--latency-runs", "2"]
 OPTIONS = [
     "--dataset", "--model", "--method", "--iterations", "--amount", "--seed", "--data-dir", "--epochs",
-    "--train-subset", "--runtime", "--latency-runs", "--threads", "--initial-weights", "--out",
+    "--train-subset", "--runtime", "--precision", "--latency-runs", "--threads", "--initial-weights", "--out",
 ]
 
 
@@ -70,13 +71,22 @@ def test_other_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str], 
 
 @pytest.mark.parametrize(
     "option, value, names",
-    [("--dataset", "cifar10", DATASETS), ("--model", "resnet18", PRESETS), ("--method", "obd", SCHEDULES), ("--runtime", "tflite", RUNTIMES)],
+    [
+        ("--dataset", "cifar10", DATASETS), ("--model", "resnet18", PRESETS), ("--method", "obd", SCHEDULES),
+        ("--runtime", "tflite", RUNTIMES), ("--precision", "bf16", PRECISIONS),
+    ],
 )
 def test_unknown_names_are_one_line_listing_the_choices(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, value: str, names
 ) -> None:
     code, _, err = cli(["sweep", option, value, "--out", str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, repr(value), *names)
+    assert not (tmp_path / "run").exists()
+
+
+def test_torch_sparse_int8_is_one_line_before_any_training(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = cli(["sweep", "--runtime", "torch-sparse", "--precision", "int8", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "torch-sparse", "int8")
     assert not (tmp_path / "run").exists()
 
 
@@ -120,10 +130,11 @@ def test_sweep_writes_results_and_never_overwrites(capsys: pytest.CaptureFixture
     assert list(df.columns[: len(SCHEDULE_COLUMNS)]) == list(SCHEDULE_COLUMNS)
     assert df["iteration"].tolist() == [0, 1]
     assert df["sparsity"].iloc[1] == pytest.approx(0.5, abs=1e-5)
+    assert list(df.columns) == list(SWEEP_COLUMNS) and (df["precision"] == "fp32").all()
     md = (out / "results.md").read_text(encoding="utf-8")
-    assert md.startswith("# mnist5k / lenet300 / no-retrain (amount 0.5, seed 0)")
+    assert md.startswith("# mnist5k / lenet300 / no-retrain (amount 0.5, seed 0) — torch, fp32")
     header = md.splitlines()[2]
-    assert header.startswith("|") and all(c in header for c in ("Iteration", "Sparsity (%)", "Accuracy", "Disk Size (MB)"))
+    assert header.startswith("|") and all(c in header for c in ("Iteration", "Sparsity (%)", "Accuracy", "Disk Size (MB)", "Compact size (MB)", "FLOPs (M)"))
     assert len(md.strip().splitlines()) == 2 + 2 + 2  # title, blank, header, rule, two rows
     assert "Sparsity (%)" in stdout and str(out / "results.csv") in err
     assert (out / "initial.safetensors").is_file()
@@ -132,6 +143,25 @@ def test_sweep_writes_results_and_never_overwrites(capsys: pytest.CaptureFixture
     code, _, err = cli(["sweep", *QUICK, "--out", str(out)], capsys)
     assert_one_line_error(code, err, str(out / "results.csv"), "exists")
     assert (out / "results.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "method, runtime, precision",
+    [("structured-imp-finetune", "torch-sparse", "fp16"), ("structured-no-retrain", "onnxruntime", "int8")],
+)
+def test_structured_sweep_with_runtime_and_precision(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, method: str, runtime: str, precision: str
+) -> None:
+    out = tmp_path / "run"
+    argv = ["sweep", *QUICK, "--method", method, "--runtime", runtime, "--precision", precision, "--amount", "0.5", "--out", str(out)]
+    code, stdout, err = cli(argv, capsys)
+    assert code == 0, err
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == list(SWEEP_COLUMNS) and (df["precision"] == precision).all()
+    assert df["neuron_sparsity"].tolist() == [0.0, 0.5]  # 300 -> 150, 100 -> 50 hidden neurons
+    assert df["flops"].tolist() == [784 * 300 + 300 * 100 + 100 * 10, 784 * 150 + 150 * 50 + 50 * 10]
+    assert "Neurons pruned (%)" in stdout
+    assert (out / "results.md").read_text(encoding="utf-8").startswith(f"# mnist5k / lenet300 / {method} (amount 0.5, seed 0) — {runtime}, {precision}")
 
 
 def test_initial_weights_reproduce_a_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -154,8 +184,10 @@ def test_help_mentions_every_option_and_choice(capsys: pytest.CaptureFixture[str
     text = " ".join(out.split())
     for option in OPTIONS:
         assert option in text, option
-    for name in (*DATASETS, *PRESETS, *SCHEDULES, *RUNTIMES):
+    for name in (*DATASETS, *PRESETS, *SCHEDULES, *RUNTIMES, *PRECISIONS):
         assert name in text, name
+    for name in (*SCHEDULES, *RUNTIMES, *PRECISIONS):  # each choice is explained, not just listed
+        assert f"{name}: " in text, name
     code, out, _ = cli(["--help"], capsys)
     assert code == 0 and "sweep" in out and "compare" in out
 

@@ -94,3 +94,24 @@ def test_config_key_changes_with_any_field_and_version() -> None:
 def test_config_key_separates_amounts(a: float, b: float) -> None:
     same = config_key(PruneConfig(amount=a)) == config_key(PruneConfig(amount=b))
     assert same == (a == b)
+
+
+def test_measure_config_precision_and_runtime_are_validated() -> None:
+    assert MeasureConfig().precision == "fp32" and MeasureConfig().runtime == "torch"
+    for precision in ("fp32", "fp16", "int8"):
+        assert MeasureConfig(precision=precision).precision == precision
+    assert MeasureConfig(runtime="torch-sparse", precision="fp16").runtime == "torch-sparse"
+    with pytest.raises(ValueError, match=r"precision must be one of .*'bf16'"):
+        MeasureConfig(precision="bf16")
+    with pytest.raises(ValueError, match=r"unknown runtime 'tflite'"):
+        MeasureConfig(runtime="tflite")
+    with pytest.raises(ValueError, match=r"'torch-sparse' cannot run precision 'int8'"):
+        MeasureConfig(runtime="torch-sparse", precision="int8")
+
+
+def test_config_key_changes_with_precision_and_runtime() -> None:
+    keys = {
+        config_key(RunConfig(measure=MeasureConfig(runtime=r, precision=p)))
+        for r in ("torch", "onnxruntime") for p in ("fp32", "fp16", "int8")
+    }
+    assert len(keys) == 6

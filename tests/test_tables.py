@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from prunelib.tables import SCHEDULE_COLUMNS, lab_table, metric_column, to_markdown
+from prunelib.tables import DEPLOY_COLUMNS, SCHEDULE_COLUMNS, SWEEP_COLUMNS, lab_table, metric_column, to_markdown, wide_table
 
 
 def sweep_frame(metric: str = "accuracy", extra: dict | None = None) -> pd.DataFrame:
@@ -29,6 +29,11 @@ def test_schedule_columns_are_the_sweeps_contract() -> None:
         "iteration", "sparsity", "sparsity_model", "accuracy", "latency_mean_s", "latency_std_s",
         "params_total", "params_nonzero", "disk_dense_bytes", "disk_sparse_bytes",
     )
+
+
+def test_sweep_columns_are_the_lab_columns_then_the_deploy_columns() -> None:
+    assert DEPLOY_COLUMNS == ("disk_compact_bytes", "disk_bound_bytes", "flops", "neuron_sparsity", "precision")
+    assert SWEEP_COLUMNS == SCHEDULE_COLUMNS + DEPLOY_COLUMNS
 
 
 def test_lab_table_columns_units_and_rounding() -> None:
@@ -73,3 +78,21 @@ def test_markdown_is_a_github_table_without_index() -> None:
     assert set(lines[1]) <= set("|-: ")
     assert all(line.count("|") == lines[0].count("|") for line in lines)
     assert "55.1" in lines[4]
+
+
+def test_wide_table_adds_compact_flops_and_neurons_when_present() -> None:
+    df = sweep_frame(extra={
+        "disk_compact_bytes": [1_067_000, 500_000, 250_000], "disk_bound_bytes": [1_066_000, 499_000, 249_000],
+        "flops": [266_200, 125_600, 60_925], "neuron_sparsity": [0.0, 0.5, 0.75], "precision": ["fp32"] * 3,
+    })
+    table = wide_table(df)
+    assert list(table.columns) == [*lab_table(df).columns, "FLOPs (M)", "Neurons pruned (%)"]
+    assert table["Compact size (MB)"].tolist() == [1.067, 0.5, 0.25]
+    assert table["FLOPs (M)"].tolist() == [0.266, 0.126, 0.0609]
+    assert table["Neurons pruned (%)"].tolist() == [0.0, 50.0, 75.0]
+    no_neurons = df.assign(neuron_sparsity=float("nan")).iloc[[2, 0]]
+    assert "Neurons pruned (%)" not in wide_table(no_neurons)
+    assert wide_table(no_neurons)["FLOPs (M)"].tolist() == [0.0609, 0.266]  # rows follow the index reset
+    assert list(wide_table(sweep_frame()).columns) == list(lab_table(sweep_frame()).columns)  # nothing to add
+    text = to_markdown(wide_table(df))
+    assert "FLOPs (M)" in text.splitlines()[0] and "0.0609" in text
