@@ -1,0 +1,95 @@
+"""Does pruning pay in speed? Structured shrinking and sparse execution on the ~1.4M-parameter MLP.
+
+Timed by pytest-benchmark at batch 1; the last test takes the ratios within this run and holds
+them to the targets: structured speedup >= 0.7 x the ideal FLOP ratio at 50 % of neurons removed
+and >= 4x at 90 % (PyTorch and ONNX Runtime); sparse execution >= 2x dense at 95 % sparsity.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from prunelib.benchrecord import extra_info, record_extra
+from prunelib.cache import SweepSpec, load_model
+from prunelib.config import DataConfig, MeasureConfig, PruneConfig
+from prunelib.runtime import make_runner
+from prunelib.suite import train_config
+
+#: variant -> (method, amount): one pruning step from the trained dense model.
+VARIANTS = {
+    "structured-50": ("structured-no-retrain", 0.5),
+    "structured-90": ("structured-no-retrain", 0.9),
+    "unstructured-95": ("no-retrain", 0.95),
+}
+CASES = [
+    ("torch", "dense"), ("onnxruntime", "dense"),
+    ("torch", "structured-50"), ("onnxruntime", "structured-50"),
+    ("torch", "structured-90"), ("onnxruntime", "structured-90"),
+    ("torch", "unstructured-95"), ("torch-sparse", "unstructured-95"),
+]
+TARGETS = [  # (runtime, variant, baseline runtime, kind, value)
+    ("torch", "structured-50", "torch", "flop-fraction", 0.7),
+    ("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
+    ("torch", "structured-90", "torch", "speedup", 4.0),
+    ("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
+    ("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
+]
+MEDIANS = pytest.StashKey[dict]()
+
+
+def spec_for(suite, variant: str) -> SweepSpec:
+    method, amount = VARIANTS.get(variant, ("structured-no-retrain", 0.5))
+    return SweepSpec(
+        data=DataConfig("mnist5k", None, suite.opts.seed), model="mlp1m", train=train_config("mnist5k", suite.opts.quick),
+        prune=PruneConfig(method, amount, 1), measure=MeasureConfig(threads=suite.opts.threads), seed=suite.opts.seed,
+    )
+
+
+@pytest.mark.parametrize("runtime,variant", CASES, ids=[f"mlp1m-{v}-{r}" for r, v in CASES])
+def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
+    spec = spec_for(suite, variant)
+    sweep, splits = suite.sweep(spec), suite.splits(spec)
+    k = 0 if variant == "dense" else 1
+    structured = variant.startswith("structured")
+    model = load_model(sweep, splits, k)
+    runner = make_runner(model, runtime, splits.test.x[:64], suite.opts.threads, structured=structured)
+    x = splits.test.x[:1]
+    with torch.inference_mode():
+        want = make_runner(model, "torch", x, suite.opts.threads)(x)
+    torch.testing.assert_close(torch.as_tensor(runner(x)), want, atol=1e-4, rtol=0)
+    for _ in range(50):
+        runner(x)
+    benchmark.group = "mnist5k-mlp1m-speedups-b1"
+    info = extra_info(replace(spec, prune=replace(spec.prune, method=variant)), k, sweep.row(k), runtime=runtime,
+                      batch_size=1, threads=suite.opts.threads)
+    benchmark.extra_info.update(info)
+    benchmark(runner, x)
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        medians = request.config.stash.setdefault(MEDIANS, {})
+        medians[(runtime, variant)] = (stats.stats.median, sweep.row(k)["flops"])
+
+
+def test_speedup_targets(suite, request) -> None:
+    """The ratios of this run's medians against the targets (needs timing: not under --benchmark-disable)."""
+    medians = request.config.stash.get(MEDIANS, {})
+    if not medians:
+        pytest.skip("no timings in this run (--benchmark-disable or xdist): speedups cannot be judged")
+    rows, failures = [], []
+    for runtime, variant, base_rt, kind, target in TARGETS:
+        if (runtime, variant) not in medians or (base_rt, "dense") not in medians:
+            continue
+        (t, flops), (t0, flops0) = medians[(runtime, variant)], medians[(base_rt, "dense")]
+        speedup, ideal = t0 / t, flops0 / flops
+        need = target * ideal if kind == "flop-fraction" else target
+        rows.append({"variant": variant, "runtime": runtime, "baseline": f"dense/{base_rt}", "median_s": t,
+                     "baseline_median_s": t0, "speedup": round(speedup, 2), "ideal_flop_ratio": round(ideal, 2),
+                     "required": round(need, 2), "met": speedup >= need})
+        if speedup < need:
+            failures.append(f"{variant}/{runtime}: {speedup:.2f}x < required {need:.2f}x")
+    record_extra(request.config, "speedups", pd.DataFrame(rows))
+    print("\n" + pd.DataFrame(rows).to_string(index=False))
+    assert not failures, "; ".join(failures)

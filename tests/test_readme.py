@@ -1,0 +1,23 @@
+"""The README's commands are the ones CI runs and the options it documents exist."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in readme.splitlines() if "pytest tests bench" in line]
+    assert len(commands) == 1, "the README states exactly one test command"
+    assert commands[0] in ci.splitlines(), f".ci/run does not run the README's test command {commands[0]!r}"
+    assert "torch==2.13.0" in commands[0]
+
+
+def test_documented_bench_options_are_registered() -> None:
+    from prunelib.benchoptions import OPTIONS
+
+    registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick"}
+    documented = set(re.findall(r"`(--prune-[a-z-]+)", (ROOT / "README.md").read_text()))
+    assert documented and documented <= registered, f"README documents unknown options {documented - registered}"
