@@ -31,7 +31,7 @@ from prunelib.machine import package_versions
 from prunelib.models import MLP
 from prunelib.progress import progress
 from prunelib.pruning import initial_state, rewind
-from prunelib.schedules import get_schedule, iterate_schedule, model_spec, static_metrics
+from prunelib.schedules import get_schedule, iterate_schedule, model_spec, prune_step, static_metrics
 from prunelib.train import init_model, train
 
 #: Modules whose code decides what a cached model contains (reports and timing do not).
@@ -222,29 +222,14 @@ def replay_rewind_step(artifacts: SweepArtifacts, splits: Splits, iteration: int
     the initial weights and its masks the cached checkpoint's. A check that the cache is not
     lying about rewinding (used by the bench suite's correctness gate).
     """
-    from prunelib.pruning import get_criterion
-    from prunelib.structured import hidden_parameters
-
-    schedule = get_schedule(artifacts.spec.prune.method)
+    spec = artifacts.spec
+    schedule = get_schedule(spec.prune.method)
     if not schedule.rewind or iteration < 1:
-        raise ValueError(f"{artifacts.spec.label}: no rewind step at iteration {iteration}")
+        raise ValueError(f"{spec.label}: no rewind step at iteration {iteration}")
     model = load_model(artifacts, splits, iteration - 1)
-    params = hidden_parameters(model) if schedule.structured else None
-    if params is None:
-        from prunelib.models import prunable_parameters
-
-        params = prunable_parameters(model)
-    criterion = "neurons" if schedule.structured else schedule.criterion
-    _prune_step(criterion)(params, artifacts.spec.prune.amount, artifacts.spec.seed + iteration)
+    prune_step(model, schedule, spec.prune.amount, spec.seed + iteration)
     rewind(model, read_tensors(artifacts.initial))
     return model, load_model(artifacts, splits, iteration)
-
-
-def _prune_step(criterion: str) -> Callable[..., None]:
-    from prunelib.pruning import get_criterion
-    from prunelib.structured import neuron_prune
-
-    return neuron_prune if criterion == "neurons" else get_criterion(criterion)
 
 
 def masks_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -49,6 +49,8 @@ STABLE_KEYS: tuple[str, ...] = (
     "torch_version",
     "onnxruntime_version",
 )
+#: Runtimes that run the model (other timed entries, e.g. ``compact-load``, are not inference).
+INFERENCE_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "torch-sparse")
 OPTIONAL_KEYS: tuple[str, ...] = ("wer", "disk_compact_bytes", "disk_bound_bytes", "flops", "precision")
 #: pytest-benchmark stats (seconds) → result columns.
 STATS_COLUMNS: dict[str, str] = {
@@ -188,7 +190,7 @@ def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:
         notes.append(f"{len(untabled)} entries lack dataset/model/method/iteration and appear only in `results.csv`.")
     not_fp32 = int((~is_fp32(rows)).sum())
     if not_fp32:
-        notes.append(f"{not_fp32} entries at reduced precision (fp16/int8) are in `results.csv` only.")
+        notes.append(f"{not_fp32} entries at reduced precision (fp16/int8) are left out of the lab tables and plots; see `results.csv` and the precision table.")
     return notes
 
 
@@ -242,7 +244,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
         w.lines += [f"### {method}", "", _md_table(table), f"Files: [{csv_rel}]({csv_rel}), [{md_rel}]({md_rel})", ""]
         knee_input.append(sweep.assign(method=method))
 
-    fp32 = rows[is_fp32(rows)]
+    fp32 = rows[is_fp32(rows) & rows["runtime"].astype(str).isin(INFERENCE_RUNTIMES)]  # not e.g. compact-load timings
     all_runtimes, _ = _dedupe(fp32.dropna(subset=["method", "iteration"]), ["method", "iteration", "runtime", "batch_size"])
     base = _slug(dataset, model)
     w.lines += ["### Plots", ""]
@@ -271,9 +273,40 @@ def _section_for_extras(w: _Writer, extra: dict[str, pd.DataFrame]) -> None:
         w.csv(f"{stem}.csv", frame)
         w.text(f"{stem}.md", f"# {name}\n\n" + _md_table(frame))
         w.lines += [_md_table(frame), f"Files: [{stem}.csv]({stem}.csv)", ""]
-        if name == SENSITIVITY:
+        if is_sensitivity(name):
             metric = metric_of(frame)
-            w.figure(f"{stem}.png", plots.sensitivity_figure(frame, metric, "Layer-group sensitivity"), f"{name} plot")
+            title = "Layer-group sensitivity" + name[len(SENSITIVITY):].replace("-", " ", 1)
+            w.lines += [sensitivity_summary(frame, metric), ""]
+            w.figure(f"{stem}.png", plots.sensitivity_figure(frame, metric, title), f"{name} plot")
+
+
+def tolerated_sparsity(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> pd.Series:
+    """Per group, the highest sparsity level whose metric stays within ``tolerance`` of the group's dense value."""
+    out = {}
+    for group, part in frame.groupby("group", sort=False):
+        part = part.sort_values("sparsity")
+        dense = float(part[metric].iloc[0])
+        worse = (part[metric] - dense) if metric == "wer" else (dense - part[metric])
+        ok = part.loc[worse <= tolerance, "sparsity"]
+        out[group] = float(ok.max()) if len(ok) else 0.0
+    return pd.Series(out, name="tolerated_sparsity")
+
+
+def sensitivity_summary(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> str:
+    """One sentence read off the numbers: the most and least tolerant groups."""
+    tolerated = tolerated_sparsity(frame, metric, tolerance)
+    if tolerated.empty:
+        return "_No sensitivity rows._"
+    order = tolerated.sort_values(kind="stable")
+    fmt = lambda g: f"`{g}` ({100 * order[g]:.0f} %)"  # noqa: E731
+    return (f"Highest sparsity each group tolerates within {100 * tolerance:g} point(s) of dense {metric}: "
+            + ", ".join(fmt(g) for g in order.index[::-1])
+            + f". Most sensitive: `{order.index[0]}`; most tolerant: `{order.index[-1]}`.")
+
+
+def is_sensitivity(name: str) -> bool:
+    """Extra tables named ``sensitivity`` or ``sensitivity-<what>`` get a sensitivity plot."""
+    return name == SENSITIVITY or name.startswith(SENSITIVITY + "-")
 
 
 def _check_extra(extra: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFrame]:
@@ -284,7 +317,7 @@ def _check_extra(extra: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFram
     for name, frame in extra.items():
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"extra[{name!r}] must be a pandas DataFrame, got {type(frame).__name__}")
-        if name == SENSITIVITY:
+        if is_sensitivity(name):
             need = {"group", "sparsity"}
             if not need <= set(frame.columns) or not ({"accuracy", "wer"} & set(frame.columns)):
                 raise ValueError(f"extra['sensitivity'] needs columns group, sparsity, accuracy|wer; got {list(frame.columns)}")

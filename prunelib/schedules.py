@@ -89,6 +89,20 @@ def train_dense(
     return model, init
 
 
+def prune_step(model: nn.Module, schedule: Schedule, amount: float, seed: int) -> None:
+    """One pruning step of ``schedule``: ``amount`` of what remains, by its criterion, in place.
+
+    Unstructured schedules prune :func:`~prunelib.models.prunable_parameters`; structured ones
+    the rows of :func:`~prunelib.structured.hidden_parameters` (``model`` must be a prunelib MLP).
+    """
+    if schedule.structured:
+        if schedule.criterion not in STRUCTURED_CRITERIA:
+            raise ValueError(f"unknown structured criterion {schedule.criterion!r}; choose one of {sorted(STRUCTURED_CRITERIA)}")
+        STRUCTURED_CRITERIA[schedule.criterion](hidden_parameters(model), amount, seed)
+    else:
+        get_criterion(schedule.criterion)(prunable_parameters(model), amount, seed)
+
+
 def iterate_schedule(
     model: nn.Module,
     initial: Mapping[str, torch.Tensor],
@@ -101,19 +115,11 @@ def iterate_schedule(
     """Yield ``(0, model)`` then, after each of ``prune_cfg.iterations`` steps, ``(k, model)``.
 
     Mutates ``model`` in place (one model walks the whole schedule); copy what you keep.
-    Unstructured schedules prune :func:`~prunelib.models.prunable_parameters`; structured ones
-    the rows of :func:`~prunelib.structured.hidden_parameters` (``model`` must be a prunelib MLP).
-    Either way ``amount`` is the fraction of what remains, and masks only ever lose entries.
+    Each step is :func:`prune_step`; masks only ever lose entries.
     """
-    if schedule.structured:
-        if schedule.criterion not in STRUCTURED_CRITERIA:
-            raise ValueError(f"unknown structured criterion {schedule.criterion!r}; choose one of {sorted(STRUCTURED_CRITERIA)}")
-        prune_step, targets = STRUCTURED_CRITERIA[schedule.criterion], hidden_parameters
-    else:
-        prune_step, targets = get_criterion(schedule.criterion), prunable_parameters
     yield 0, model
     for k in range(1, prune_cfg.iterations + 1):
-        prune_step(targets(model), prune_cfg.amount, seed + k)
+        prune_step(model, schedule, prune_cfg.amount, seed + k)
         if schedule.rewind:
             rewind(model, initial)
         if schedule.retrain:

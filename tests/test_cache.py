@@ -138,5 +138,7 @@ def test_replayed_rewind_matches_the_cached_masks(tmp_path: Path, splits) -> Non
     sweep = prepare_sweep(SPEC, splits, tmp_path)
     replayed, cached = replay_rewind_step(sweep, splits, 2)
     assert masks_equal(replayed, cached)
+    structured = prepare_sweep(replace(SPEC, prune=PruneConfig("structured-imp-rewind", 0.5, 2)), splits, tmp_path)
+    assert masks_equal(*replay_rewind_step(structured, splits, 1))
     with pytest.raises(ValueError, match="no rewind"):
         replay_rewind_step(prepare_sweep(replace(SPEC, prune=PruneConfig("no-retrain", 0.5, 2)), splits, tmp_path), splits, 1)

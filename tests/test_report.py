@@ -415,3 +415,17 @@ def test_benchmark_disable_still_writes_a_report(pytester: pytest.Pytester) -> N
     assert not out.exists()  # the plugin writes no JSON when nothing was timed
     readme = (pytester.path / "reports" / "latest" / "README.md").read_text()
     assert "## Machine" in readme and "No benchmark entries" in readme
+
+
+def test_sensitivity_summary_reads_the_numbers() -> None:
+    frame = pd.DataFrame({
+        "group": ["a"] * 3 + ["b"] * 3,
+        "sparsity": [0.0, 0.5, 0.9] * 2,
+        "accuracy": [0.95, 0.945, 0.90, 0.95, 0.80, 0.50],
+    })
+    tolerated = report.tolerated_sparsity(frame, "accuracy")
+    assert tolerated.to_dict() == {"a": 0.5, "b": 0.0}
+    text = report.sensitivity_summary(frame, "accuracy")
+    assert "Most sensitive: `b`" in text and "most tolerant: `a`" in text
+    wer = frame.rename(columns={"accuracy": "wer"}).assign(wer=[0.1, 0.105, 0.3, 0.1, 0.1, 0.2])
+    assert report.tolerated_sparsity(wer, "wer").to_dict() == {"a": 0.5, "b": 0.5}
