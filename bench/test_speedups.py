@@ -37,7 +37,7 @@ TARGETS = [  # (runtime, variant, baseline runtime, kind, value)
     ("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
     ("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
 ]
-MEDIANS = pytest.StashKey[dict]()
+TIMINGS = pytest.StashKey[dict]()
 
 
 def spec_for(suite, variant: str) -> SweepSpec:
@@ -69,25 +69,29 @@ def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
     benchmark(runner, x)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
-        medians = request.config.stash.setdefault(MEDIANS, {})
-        medians[(runtime, variant)] = (stats.stats.median, sweep.row(k)["flops"])
+        timings = request.config.stash.setdefault(TIMINGS, {})
+        timings[(runtime, variant)] = (stats.stats.min, stats.stats.median, sweep.row(k)["flops"])
 
 
 def test_speedup_targets(suite, request) -> None:
-    """The ratios of this run's medians against the targets (needs timing: not under --benchmark-disable)."""
-    medians = request.config.stash.get(MEDIANS, {})
-    if not medians:
+    """The ratios of this run's timings against the targets (needs timing: not under --benchmark-disable).
+
+    Judged on the ratio of medians; the ratio of fastest rounds (noise from other processes only ever
+    adds time) is reported beside it.
+    """
+    timings = request.config.stash.get(TIMINGS, {})
+    if not timings:
         pytest.skip("no timings in this run (--benchmark-disable or xdist): speedups cannot be judged")
     rows, failures = [], []
     for runtime, variant, base_rt, kind, target in TARGETS:
-        if (runtime, variant) not in medians or (base_rt, "dense") not in medians:
+        if (runtime, variant) not in timings or (base_rt, "dense") not in timings:
             continue
-        (t, flops), (t0, flops0) = medians[(runtime, variant)], medians[(base_rt, "dense")]
+        (fast, t, flops), (fast0, t0, flops0) = timings[(runtime, variant)], timings[(base_rt, "dense")]
         speedup, ideal = t0 / t, flops0 / flops
         need = target * ideal if kind == "flop-fraction" else target
         rows.append({"variant": variant, "runtime": runtime, "baseline": f"dense/{base_rt}", "median_s": t,
-                     "baseline_median_s": t0, "speedup": round(speedup, 2), "ideal_flop_ratio": round(ideal, 2),
-                     "required": round(need, 2), "met": speedup >= need})
+                     "baseline_median_s": t0, "speedup": round(speedup, 2), "speedup_of_minima": round(fast0 / fast, 2),
+                     "ideal_flop_ratio": round(ideal, 2), "required": round(need, 2), "met": speedup >= need})
         if speedup < need:
             failures.append(f"{variant}/{runtime}: {speedup:.2f}x < required {need:.2f}x")
     record_extra(request.config, "speedups", pd.DataFrame(rows))

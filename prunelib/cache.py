@@ -142,7 +142,7 @@ def load_model(artifacts: SweepArtifacts, splits: Splits, iteration: int) -> MLP
     return load_checkpoint(fresh_model(artifacts.spec, splits), artifacts.checkpoint(iteration))
 
 
-def _build(folder: Path, key: str, root: Path, build: Callable[[Path], None]) -> Path:
+def build_once(folder: Path, key: str, root: Path, build: Callable[[Path], None]) -> Path:
     """Build ``folder`` once: under a lock, into a hidden staging folder renamed into place."""
     if (folder / "manifest.json").exists():
         return folder
@@ -183,7 +183,7 @@ def prepare_dense(spec: SweepSpec, splits: Splits, root: Path | str) -> Path:
         save_checkpoint(model, staging / "trained.safetensors")
         write_text_atomic(staging / "manifest.json", _manifest("dense", key, spec, splits))
 
-    return _build(root / f"dense-{key}", key, root, build)
+    return build_once(root / f"dense-{key}", key, root, build)
 
 
 def prepare_sweep(
@@ -211,7 +211,7 @@ def prepare_sweep(
         write_text_atomic(staging / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
         write_text_atomic(staging / "manifest.json", _manifest("sweep", key, spec, splits, {"dense": dense.name}))
 
-    folder = _build(root / f"sweep-{key}", key, root, build)
+    folder = build_once(root / f"sweep-{key}", key, root, build)
     return SweepArtifacts(spec, folder, pd.read_csv(folder / "metrics.csv"))
 
 

@@ -293,15 +293,21 @@ def tolerated_sparsity(frame: pd.DataFrame, metric: str, tolerance: float = 0.01
 
 
 def sensitivity_summary(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> str:
-    """One sentence read off the numbers: the most and least tolerant groups."""
+    """One sentence read off the numbers: the most and least tolerant groups.
+
+    Groups rank by the highest sparsity they tolerate, ties broken by the metric at the highest level.
+    """
     tolerated = tolerated_sparsity(frame, metric, tolerance)
     if tolerated.empty:
         return "_No sensitivity rows._"
-    order = tolerated.sort_values(kind="stable")
-    fmt = lambda g: f"`{g}` ({100 * order[g]:.0f} %)"  # noqa: E731
-    return (f"Highest sparsity each group tolerates within {100 * tolerance:g} point(s) of dense {metric}: "
-            + ", ".join(fmt(g) for g in order.index[::-1])
-            + f". Most sensitive: `{order.index[0]}`; most tolerant: `{order.index[-1]}`.")
+    last = frame.sort_values("sparsity", kind="stable").groupby("group", sort=False)[metric].last()
+    score = last if metric != "wer" else -last  # higher = kept more of its quality
+    order = sorted(tolerated.index, key=lambda g: (tolerated[g], score[g]))
+    top = frame["sparsity"].max()
+    fmt = lambda g: f"`{g}` ({100 * tolerated[g]:.0f} %; {metric} {last[g]:.3f} at {100 * top:.0f} %)"  # noqa: E731
+    return (f"Highest sparsity each group tolerates within {100 * tolerance:g} point(s) of dense {metric}, "
+            f"and its {metric} at the highest level: " + ", ".join(fmt(g) for g in reversed(order))
+            + f". Most sensitive: `{order[0]}`; most tolerant: `{order[-1]}`.")
 
 
 def is_sensitivity(name: str) -> bool:

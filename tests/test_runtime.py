@@ -303,3 +303,24 @@ def test_time_calls_rejects_bad_counts_before_calling(runs: int, warmup: int, me
     with pytest.raises(ValueError, match=message):
         time_calls(calls.append, torch.ones(1), runs=runs, warmup=warmup)
     assert calls == []
+
+
+def test_forward_steps_compute_exactly_what_the_module_does() -> None:
+    from prunelib.models import ModelSpec, build_model
+    from prunelib.pruning import magnitude_prune
+    from prunelib.runtime import deploy, forward_steps, module_runner
+
+    torch.manual_seed(0)
+    mlp = build_model(ModelSpec("lenet300", 784, 10))
+    x = torch.randn(5, 1, 28, 28)
+    magnitude_prune(prunable_parameters(mlp), 0.5)
+    assert forward_steps(mlp) is None  # pruning hooks present: fall back to the module call
+    plain = deploy(mlp)
+    assert forward_steps(plain) is not None
+    with torch.inference_mode():
+        assert torch.equal(module_runner(plain)(x), plain(x))
+    assert forward_steps(nn.Sequential(nn.Linear(3, 2))) is None
+    emb = build_model(ModelSpec("sst2-mlp", 0, 2, vocab_size=50)).eval()
+    tokens = torch.randint(0, 50, (4, 7))
+    with torch.inference_mode():
+        assert torch.equal(module_runner(emb)(tokens), emb(tokens))
