@@ -1,4 +1,4 @@
-"""``python -m prunelib``: run a pruning sweep, compare benchmark runs.
+"""``python -m prunelib``: run a pruning sweep, a sensitivity analysis, compare benchmark runs.
 
 Every bad input ends in one line ``prunelib: error: ...`` and exit status 2, never a traceback.
 """
@@ -47,6 +47,14 @@ def _choices(helps: dict[str, str], names) -> str:
     return "; ".join(f"{n}: {helps.get(n, n)}" for n in names)
 
 
+SPEECH_DATASETS = ("fsdd", "librispeech")
+#: The model each data set gets when --model is not given.
+DEFAULT_MODELS = {"mnist5k": "lenet300", "mnist": "lenet300", "fashion-mnist": "lenet300", "sst2": "sst2-mlp",
+                  "fsdd": "sew-fsdd", "librispeech": "asapp/sew-tiny-100k-ft-ls100h"}
+#: Fraction pruned per step when --amount is not given: the lab's 33 % (Part I) and 10 % (speech).
+DEFAULT_AMOUNT, SPEECH_AMOUNT = 0.33, 0.1
+
+
 class CliError(ValueError):
     """A user error the CLI reports in one line."""
 
@@ -85,15 +93,13 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "(dense, the lab's sparse COO, compact) and FLOPs. Writes OUT/results.csv, OUT/results.md "
         "(the lab's table plus compact size and FLOPs) and OUT/initial.safetensors.",
     )
-    p.add_argument("--dataset", default="mnist5k", help=f"data set name, one of {list(DATASETS)} (default: mnist5k, embedded)")
-    p.add_argument("--model", default="lenet300", help=f"model preset, one of {sorted(PRESETS)} (default: lenet300)")
+    _add_data_and_model(p)
     p.add_argument("--method", default="no-retrain", help=f"pruning schedule (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}")
     p.add_argument("--iterations", type=_positive_int, default=10, help="pruning steps after the dense model (default: 10)")
-    p.add_argument("--amount", type=_fraction, default=0.33, help="fraction of the REMAINING weights (hidden neurons, for structured methods) pruned per step, 0 < A < 1 (default: 0.33)")
-    p.add_argument("--seed", type=int, default=0, help="fixes the data split, initial weights, batch order and random masks (default: 0)")
-    p.add_argument("--data-dir", default=None, help="data root holding one folder per data set, e.g. ../shared/data (default: $PRUNELIB_DATA_DIR)")
+    p.add_argument("--amount", type=_fraction, default=None, help="fraction of the REMAINING weights (hidden neurons, for structured methods) pruned per step, 0 < A < 1 (default: 0.33; 0.1 for speech, as the lab)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs, also per IMP retraining (default: per data set)")
     p.add_argument("--train-subset", type=_positive_int, default=None, help="train on at most this many examples (seeded), for quick runs")
+    p.add_argument("--eval-count", type=_positive_int, default=None, help="speech only: utterances scored (default: 200 FSDD test utterances; every LibriSpeech utterance found)")
     p.add_argument("--runtime", default="torch", help=f"runtime timed for latency (default: torch). {_choices(RUNTIME_HELP, RUNTIMES)}")
     p.add_argument("--precision", default="fp32", help=f"value precision the model is deployed, evaluated, stored (compact size) and timed at (default: fp32). {_choices(PRECISION_HELP, PRECISIONS)}")
     p.add_argument("--latency-runs", type=_positive_int, default=100, help="timed calls per latency figure, after 10 warm-up calls (default: 100)")
@@ -101,6 +107,26 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--initial-weights", type=Path, default=None, help="safetensors file of initial weights to start from and rewind to (e.g. an earlier run's initial.safetensors)")
     p.add_argument("--out", type=Path, required=True, help="output directory; must not already hold a results.csv (runs are never overwritten)")
     p.set_defaults(handler=run_sweep_command)
+
+
+def _add_data_and_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="mnist5k", help=f"data set name, one of {[*DATASETS, *SPEECH_DATASETS]} (default: mnist5k, embedded)")
+    p.add_argument("--model", default=None, help=f"model: a preset {sorted(PRESETS)} for Part I; for speech 'sew-fsdd' (small SEW trained "
+                   "here on FSDD, cached), 'sew-tiny' (exact SEW-tiny, random weights), a save_pretrained directory or a hub id "
+                   f"(default per data set: {DEFAULT_MODELS})")
+    p.add_argument("--data-dir", default=None, help="data root holding one folder per data set, e.g. ../shared/data (default: $PRUNELIB_DATA_DIR)")
+    p.add_argument("--seed", type=int, default=0, help="fixes the data split, initial weights, batch order and random masks (default: 0)")
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill per-data-set defaults and reject unknown names before any work starts."""
+    if args.dataset not in (*DATASETS, *SPEECH_DATASETS):
+        raise CliError(f"unknown dataset {args.dataset!r}; choose one of {[*DATASETS, *SPEECH_DATASETS]}")
+    args.model = args.model or DEFAULT_MODELS[args.dataset]
+    if args.dataset not in SPEECH_DATASETS and args.model not in PRESETS:
+        raise CliError(f"unknown model {args.model!r} for {args.dataset}; choose one of {sorted(PRESETS)}")
+    if getattr(args, "amount", "absent") is None:
+        args.amount = SPEECH_AMOUNT if args.dataset in SPEECH_DATASETS else DEFAULT_AMOUNT
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -116,17 +142,19 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from prunelib.train import init_model
 
     get_schedule(args.method)
-    if args.model not in PRESETS:
-        raise CliError(f"unknown model {args.model!r}; choose one of {sorted(PRESETS)}")
+    _resolve(args)
     if args.runtime not in RUNTIMES:
         raise CliError(f"unknown runtime {args.runtime!r}; choose one of {list(RUNTIMES)}")
     if args.precision not in PRECISIONS:
         raise CliError(f"unknown precision {args.precision!r}; choose one of {list(PRECISIONS)}")
-    if args.dataset not in DATASETS:
-        raise CliError(f"unknown dataset {args.dataset!r}; choose one of {list(DATASETS)}")
     out: Path = args.out
     if (out / "results.csv").exists():
         raise CliError(f"{out / 'results.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    if args.dataset in SPEECH_DATASETS:
+        from prunelib.speechcli import speech_sweep
+
+        df = speech_sweep(args)
+        return _write_results(out, df, _title(args))
     train_cfg = default_train_config(args.dataset)
     if args.epochs is not None:
         train_cfg = replace(train_cfg, epochs=args.epochs)
@@ -146,9 +174,18 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     df = run_sweep(cfg, splits=splits, initial=initial)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "initial.safetensors", lambda p: save_file(initial, str(p)))
+    return _write_results(out, df, _title(args))
+
+
+def _title(args: argparse.Namespace) -> str:
+    return (f"# {args.dataset} / {args.model} / {args.method} (amount {args.amount}, seed {args.seed})"
+            f" — {args.runtime}, {args.precision}\n\n")
+
+
+def _write_results(out: Path, df, title: str) -> int:
+    """``results.csv`` and the lab's markdown table, atomically; the table also goes to stdout."""
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "results.csv", df.to_csv(index=False))
-    title = (f"# {args.dataset} / {args.model} / {args.method} (amount {args.amount}, seed {args.seed})"
-             f" — {args.runtime}, {args.precision}\n\n")
     table = to_markdown(wide_table(df))
     write_text_atomic(out / "results.md", title + table)
     print(table, end="")
@@ -156,10 +193,78 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sensitivity_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sensitivity",
+        help="prune one layer group at a time to rising sparsity; accuracy or WER per group",
+        description="Train (Part I) or load (speech) the dense model, then prune one group of weights at a time "
+        "by magnitude to each --levels sparsity, everything else dense, and score it. Part I groups: each Linear "
+        "layer. Speech groups: feature-extractor convolutions, attention projections, feed-forward layers and each "
+        "transformer layer by index. Writes OUT/sensitivity.csv (group, sparsity, accuracy|wer), "
+        "OUT/sensitivity.md (table and summary) and OUT/sensitivity.png.",
+    )
+    _add_data_and_model(p)
+    p.add_argument("--levels", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+                   help="comma list of group sparsities in [0, 1) (default: 0,0.1,...,0.9)")
+    p.add_argument("--eval-count", type=_positive_int, default=None, help="speech only: utterances scored (default: 200 FSDD test utterances; every LibriSpeech utterance)")
+    p.add_argument("--out", type=Path, required=True, help="output directory; must not already hold a sensitivity.csv")
+    p.set_defaults(handler=run_sensitivity_command)
+
+
+def _levels(text: str) -> list[float]:
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"--levels must be numbers separated by commas, got {text!r}") from None
+    bad = [v for v in levels if not 0.0 <= v < 1.0]
+    if not levels or bad:
+        raise CliError(f"--levels must be sparsities in [0, 1), got {text!r}")
+    return levels
+
+
+def run_sensitivity_command(args: argparse.Namespace) -> int:
+    from prunelib import plots
+    from prunelib.report import sensitivity_summary
+
+    _resolve(args)
+    levels = _levels(args.levels)
+    out: Path = args.out
+    if (out / "sensitivity.csv").exists():
+        raise CliError(f"{out / 'sensitivity.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    if args.dataset in SPEECH_DATASETS:
+        from prunelib.speechcli import speech_sensitivity
+
+        frame = speech_sensitivity(args, levels)
+    else:
+        frame = _mlp_sensitivity(args, levels)
+    metric = "wer" if "wer" in frame else "accuracy"
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sensitivity.csv", frame.to_csv(index=False))
+    summary = sensitivity_summary(frame, metric)
+    title = f"{args.dataset} / {args.model}: sensitivity"
+    write_text_atomic(out / "sensitivity.md", f"# {title}\n\n{summary}\n\n" + to_markdown(frame))
+    plots.save_png(plots.sensitivity_figure(frame, metric, title), out / "sensitivity.png")
+    print(summary)
+    print(f"wrote {out / 'sensitivity.csv'}, {out / 'sensitivity.md'} and {out / 'sensitivity.png'}", file=sys.stderr)
+    return 0
+
+
+def _mlp_sensitivity(args: argparse.Namespace, levels: list[float]):
+    from prunelib.data import load_data
+    from prunelib.schedules import model_spec, train_dense
+    from prunelib.sensitivity import mlp_groups, sensitivity
+    from prunelib.train import evaluate
+
+    splits = load_data(DataConfig(args.dataset, args.data_dir, args.seed))
+    model, _ = train_dense(model_spec(args.model, splits), splits, default_train_config(args.dataset), args.seed)
+    return sensitivity(model, mlp_groups(model), lambda m: evaluate(m, splits.test), levels, seed=args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m prunelib", description="prunelib: prune small networks, measure what it buys.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_sweep_parser(sub)
+    add_sensitivity_parser(sub)
     sub.add_parser("compare", help="compare pytest-benchmark runs (accuracy, latency, size); see 'compare --help'", add_help=False)
     return parser
 
@@ -174,6 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
-    except (CliError, DataError, ValueError, FileNotFoundError) as exc:
+    except (CliError, DataError, ValueError, OSError) as exc:
         print(f"prunelib: error: {exc}", file=sys.stderr)
         return 2

@@ -152,6 +152,20 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
     return specs
 
 
+#: Speech sweeps (amount, iterations, utterances scored): the lab's 10 % x 10, or 30 % x 3 in quick mode.
+SPEECH_FULL, SPEECH_QUICK = (0.1, 10, None), (0.3, 3, 40)
+
+
+def speech_specs(opts: SuiteOptions) -> list:
+    """One :class:`~prunelib.speechcache.SpeechSweepSpec` per speech pair: the lab's Part II sweep,
+    global magnitude pruning without retraining (IMP on FSDD is in ``python -m prunelib sweep``)."""
+    from prunelib.speechcache import SpeechSweepSpec
+
+    amount, iterations, count = SPEECH_QUICK if opts.quick else SPEECH_FULL
+    return [SpeechSweepSpec(d, m, "no-retrain", amount, iterations, opts.seed, count)
+            for d, m in opts.pairs if d in SPEECH_DATASETS]
+
+
 def accuracy_floor(dataset: str, model: str, quick: bool) -> float | None:
     """The dense accuracy the gate demands, or ``None`` when no floor is known for the pair."""
     floors = ACCURACY_FLOORS.get((dataset, model))

@@ -203,3 +203,59 @@ def test_python_dash_m_prunelib_runs_a_sweep(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert pd.read_csv(out / "results.csv")["iteration"].tolist() == [0, 1]
     assert (out / "results.md").is_file()
+
+
+# ----------------------------------------------------------------- speech and sensitivity
+
+
+@pytest.fixture(scope="module")
+def tiny_speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few-thousand-parameter SEW saved with its processor, as a user's save_pretrained folder."""
+    from prunelib.speech.models import SewArch, build_processor, build_sew
+
+    arch = SewArch(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                   num_conv_pos_embeddings=7, num_conv_pos_embedding_groups=4,
+                   conv_dim=(8, 16, 32), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8))
+    folder = tmp_path_factory.mktemp("tiny-sew")
+    build_sew(arch, seed=0).save_pretrained(folder)
+    build_processor().save_pretrained(folder)
+    return folder
+
+
+def test_speech_sweep_writes_wer_on_librispeech(tiny_speech_dir: Path, data_root: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = cli(["sweep", "--dataset", "librispeech", "--model", str(tiny_speech_dir), "--data-dir", str(data_root),
+                          "--iterations", "2", "--latency-runs", "2", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert "wer" in df and "accuracy" not in df and df["iteration"].tolist() == [0, 1, 2]
+    assert df["sparsity"].round(3).tolist() == [0.0, 0.1, 0.19]  # the lab's 10 % of the remaining per step
+    assert (df["wer"] >= 0).all() and "WER" in out
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--dataset", "librispeech", "--method", "structured-no-retrain"], "structured-no-retrain"),
+    (["--dataset", "fsdd", "--method", "imp-rewind", "--model", "sew-tiny"], "imp-rewind"),
+    (["--dataset", "librispeech", "--precision", "int8"], "fp32"),
+    (["--dataset", "librispeech", "--data-dir", "/nonexistent/data"], "/nonexistent/data"),
+])
+def test_speech_sweep_rejects_what_it_cannot_do(argv: list[str], named: str, tmp_path: Path, capsys) -> None:
+    code, _, err = cli(["sweep", *argv, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and err.startswith("prunelib: error:") and named in err and len(err.strip().splitlines()) == 1
+
+
+def test_sensitivity_of_the_mlp_layer_by_layer(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sens"
+    code, stdout, err = cli(["sensitivity", "--levels", "0,0.9", "--out", str(out)], capsys)
+    assert code == 0, err
+    df = pd.read_csv(out / "sensitivity.csv")
+    assert set(df["group"]) == {"layers.0", "layers.2", "out"} and sorted(set(df["sparsity"])) == [0.0, 0.9]
+    assert df.loc[df["sparsity"] == 0.0, "accuracy"].nunique() == 1
+    assert (out / "sensitivity.png").stat().st_size > 0 and "Most sensitive" in (out / "sensitivity.md").read_text()
+    code, _, err = cli(["sensitivity", "--levels", "0,0.9", "--out", str(out)], capsys)
+    assert code == 2 and "exists" in err  # never overwritten
+
+
+@pytest.mark.parametrize("levels", ["0,1.0", "a,b", ""])
+def test_sensitivity_rejects_bad_levels(levels: str, tmp_path: Path, capsys) -> None:
+    code, _, err = cli(["sensitivity", "--levels", levels, "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--levels" in err
