@@ -21,3 +21,10 @@ def test_documented_bench_options_are_registered() -> None:
     registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick"}
     documented = set(re.findall(r"`(--prune-[a-z-]+)", (ROOT / "README.md").read_text()))
     assert documented and documented <= registered, f"README documents unknown options {documented - registered}"
+
+
+def test_bench_and_test_modules_have_distinct_names() -> None:
+    """``pytest tests bench`` imports both folders' modules by basename: a shared name breaks collection."""
+    bench = {p.name for p in (ROOT / "bench").glob("test_*.py")}
+    tests = {p.name for p in (ROOT / "tests").glob("test_*.py")}
+    assert bench and not bench & tests, f"rename one of {sorted(bench & tests)}"
