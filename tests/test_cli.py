@@ -211,13 +211,11 @@ def test_python_dash_m_prunelib_runs_a_sweep(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A few-thousand-parameter SEW saved with its processor, as a user's save_pretrained folder."""
-    from prunelib.speech.models import SewArch, build_processor, build_sew
+    from prunelib.speech.models import build_processor, build_sew
+    from speech.tiny import TINY  # tests/speech/tiny.py
 
-    arch = SewArch(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                   num_conv_pos_embeddings=7, num_conv_pos_embedding_groups=4,
-                   conv_dim=(8, 16, 32), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8))
     folder = tmp_path_factory.mktemp("tiny-sew")
-    build_sew(arch, seed=0).save_pretrained(folder)
+    build_sew(TINY, seed=0).save_pretrained(folder)
     build_processor().save_pretrained(folder)
     return folder
 

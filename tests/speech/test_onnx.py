@@ -9,7 +9,7 @@ import torch
 
 from prunelib.pruning import magnitude_prune
 from prunelib.speech.data import Utterance
-from prunelib.speech.models import SewArch, build_processor, build_sew
+from prunelib.speech.models import build_processor, build_sew
 from prunelib.speech.onnx import (
     OPT_LEVELS,
     OrtCTCModel,
@@ -26,17 +26,8 @@ from prunelib.speech.onnx import (
 from prunelib.speech.sweep import prepare_model, prunable_parameters
 from prunelib.speech.wer import evaluate_wer, transcribe
 
-TINY = SewArch(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_conv_pos_embeddings=7,
-    num_conv_pos_embedding_groups=4,
-    conv_dim=(8, 16, 32),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-)
+from .tiny import TINY
+
 
 
 @pytest.fixture(autouse=True)

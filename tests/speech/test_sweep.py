@@ -18,7 +18,7 @@ from prunelib.models import count_parameters
 from prunelib.sensitivity import sew_groups
 from prunelib.sparsity import sparsity_report
 from prunelib.speech.data import FsddConfig, Utterance, dataset_folder, join_digits, read_librispeech
-from prunelib.speech.models import SewArch, build_processor, build_sew, load_speech_model
+from prunelib.speech.models import build_processor, build_sew, load_speech_model
 from prunelib.speech.sweep import (
     COLUMNS,
     SpeechMeasureConfig,
@@ -36,20 +36,10 @@ from prunelib.speech.sweep import (
 from prunelib.speech.train import SpeechTrainConfig
 from prunelib.speech.wer import evaluate_wer
 
+from .tiny import TINY as TINY_BASE
+
 REPO = Path(__file__).resolve().parents[2]
-TINY = SewArch(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_conv_pos_embeddings=7,
-    num_conv_pos_embedding_groups=4,
-    conv_dim=(8, 16, 32),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-    mask_time_prob=0.0,
-    dropout=0.0,
-)
+TINY = dataclasses.replace(TINY_BASE, num_hidden_layers=2, mask_time_prob=0.0, dropout=0.0)
 TRAIN_CFG = SpeechTrainConfig(
     arch=TINY,
     data=FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1),

@@ -11,7 +11,7 @@ import torch
 
 import prunelib.speech.train as speech_train
 from prunelib.speech.data import DIGIT_WORDS, FsddConfig
-from prunelib.speech.models import SewArch, build_processor, build_sew
+from prunelib.speech.models import build_processor, build_sew
 from prunelib.speech.train import (
     SEW_FSDD,
     SpeechTrainConfig,
@@ -25,20 +25,9 @@ from prunelib.speech.train import (
     trained_fsdd_model,
 )
 
-TINY = SewArch(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_conv_pos_embeddings=7,
-    num_conv_pos_embedding_groups=4,
-    conv_dim=(8, 16, 32),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-    mask_time_prob=0.05,
-    mask_time_length=2,
-    dropout=0.1,
-)
+from .tiny import TINY as TINY_BASE
+
+TINY = dataclasses.replace(TINY_BASE, mask_time_prob=0.05, mask_time_length=2, dropout=0.1)
 TINY_CFG = SpeechTrainConfig(
     arch=TINY,
     data=FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1),

@@ -13,21 +13,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from prunelib.speech.data import Utterance, dataset_folder, read_librispeech
-from prunelib.speech.models import VOCAB, SewArch, build_processor, build_sew, load_speech_model
+from prunelib.speech.models import VOCAB, build_processor, build_sew, load_speech_model
 from prunelib.speech.wer import evaluate_wer, normalise_transcript, transcribe, word_error_rate
 
+from .tiny import TINY
+
 REPO = Path(__file__).resolve().parents[2]
-TINY = SewArch(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_conv_pos_embeddings=7,
-    num_conv_pos_embedding_groups=4,
-    conv_dim=(8, 16, 32),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-)
 
 
 @pytest.mark.parametrize(
