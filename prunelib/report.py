@@ -293,20 +293,23 @@ def tolerated_sparsity(frame: pd.DataFrame, metric: str, tolerance: float = 0.01
 
 
 def sensitivity_summary(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> str:
-    """One sentence read off the numbers: the most and least tolerant groups.
+    """One sentence read off the numbers: groups from most to least sensitive.
 
-    Groups rank by the highest sparsity they tolerate, ties broken by the metric at the highest level.
+    Groups rank by their mean loss over the sparsity levels (accuracy lost, or WER gained, against
+    the group's dense value); the highest sparsity each tolerates within ``tolerance`` is shown too.
     """
     tolerated = tolerated_sparsity(frame, metric, tolerance)
     if tolerated.empty:
         return "_No sensitivity rows._"
-    last = frame.sort_values("sparsity", kind="stable").groupby("group", sort=False)[metric].last()
-    score = last if metric != "wer" else -last  # higher = kept more of its quality
-    order = sorted(tolerated.index, key=lambda g: (tolerated[g], score[g]))
-    top = frame["sparsity"].max()
-    fmt = lambda g: f"`{g}` ({100 * tolerated[g]:.0f} %; {metric} {last[g]:.3f} at {100 * top:.0f} %)"  # noqa: E731
-    return (f"Highest sparsity each group tolerates within {100 * tolerance:g} point(s) of dense {metric}, "
-            f"and its {metric} at the highest level: " + ", ".join(fmt(g) for g in reversed(order))
+    loss = {}
+    for group, part in frame.groupby("group", sort=False):
+        part = part.sort_values("sparsity", kind="stable")
+        delta = part[metric] - float(part[metric].iloc[0])
+        loss[group] = float((delta if metric == "wer" else -delta).mean())
+    order = sorted(loss, key=lambda g: loss[g], reverse=True)
+    fmt = lambda g: f"`{g}` (mean loss {100 * loss[g]:.1f} points; within {100 * tolerance:g} up to {100 * tolerated[g]:.0f} %)"  # noqa: E731
+    return (f"Groups by {metric} lost when pruned alone, averaged over the sparsity levels: "
+            + ", ".join(fmt(g) for g in order)
             + f". Most sensitive: `{order[0]}`; most tolerant: `{order[-1]}`.")
 
 
