@@ -29,15 +29,6 @@ from prunelib.speech.wer import evaluate_wer, transcribe
 from .tiny import TINY
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """A random tiny SEW, its processor, its ONNX bytes and a session (exported once)."""

@@ -17,7 +17,7 @@ from prunelib.checkpoint import save_checkpoint
 from prunelib.models import count_parameters
 from prunelib.sensitivity import sew_groups
 from prunelib.sparsity import sparsity_report
-from prunelib.speech.data import FsddConfig, Utterance, dataset_folder, join_digits, read_librispeech
+from prunelib.speech.data import Utterance, dataset_folder, join_digits, read_librispeech
 from prunelib.speech.models import build_processor, build_sew, load_speech_model
 from prunelib.speech.sweep import (
     COLUMNS,
@@ -37,33 +37,21 @@ from prunelib.speech.train import SpeechTrainConfig
 from prunelib.speech.wer import evaluate_wer
 
 from .tiny import TINY as TINY_BASE
+from .tiny import TINY_DATA, tone_clips
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dataclasses.replace(TINY_BASE, num_hidden_layers=2, mask_time_prob=0.0, dropout=0.0)
 TRAIN_CFG = SpeechTrainConfig(
     arch=TINY,
-    data=FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1),
+    data=TINY_DATA,
     steps=5,
     batch_size=2,
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tone_clips(seconds: float = 0.15) -> list[tuple[int, np.ndarray]]:
-    t = np.arange(int(seconds * 16000)) / 16000
-    return [(d, np.sin(2 * np.pi * (300 + 150 * d) * t).astype(np.float32)) for d in range(10)]
-
-
 def tone_utterances(count: int = 4) -> list[Utterance]:
     rng = np.random.default_rng(0)
-    clips = tone_clips()
+    clips = tone_clips(0.15)
     out = []
     for i in range(count):
         picks = [clips[j] for j in rng.integers(0, 10, size=2)]
@@ -145,7 +133,7 @@ def test_imp_finetune_retrains_and_keeps_masks() -> None:
     with pytest.raises(ValueError, match="retrains"):
         next(iter(iterate_schedule(model, cfg)))
     snapshots = []
-    for k, current in iterate_schedule(model, cfg, proc, tone_clips(), TRAIN_CFG):
+    for k, current in iterate_schedule(model, cfg, proc, tone_clips(0.15), TRAIN_CFG):
         snapshots.append({n: t.detach().clone() for n, t in current.state_dict().items()})
         copy.deepcopy(current)  # no autograd history left on the cached weights
     assert len(snapshots) == 3
@@ -159,7 +147,7 @@ def test_imp_finetune_retrains_and_keeps_masks() -> None:
 def test_imp_rewind_rewinds_to_the_seeded_init() -> None:
     proc = build_processor()
     cfg = SpeechPruneConfig(method="imp-rewind", amount=0.5, iterations=1, retrain_steps=0)
-    frame = run_sweep(tiny_model(seed=TRAIN_CFG.seed), proc, tone_utterances(2), cfg, None, tone_clips(), TRAIN_CFG)
+    frame = run_sweep(tiny_model(seed=TRAIN_CFG.seed), proc, tone_utterances(2), cfg, None, tone_clips(0.15), TRAIN_CFG)
     assert frame["sparsity"].iloc[1] == pytest.approx(0.5, abs=1e-3)
 
 

@@ -26,31 +26,17 @@ from prunelib.speech.train import (
 )
 
 from .tiny import TINY as TINY_BASE
+from .tiny import TINY_DATA, tone_clips
 
 TINY = dataclasses.replace(TINY_BASE, mask_time_prob=0.05, mask_time_length=2, dropout=0.1)
 TINY_CFG = SpeechTrainConfig(
     arch=TINY,
-    data=FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1),
+    data=TINY_DATA,
     steps=20,
     batch_size=4,
     lr=1e-2,
     warmup_steps=2,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train on one thread: faster on a shared 2-core machine, and bitwise repeatable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tone_clips(seconds: float = 0.2) -> list[tuple[int, np.ndarray]]:
-    """One distinct tone per digit: enough signal for CTC loss to fall within a few steps."""
-    t = np.arange(int(seconds * 16000)) / 16000
-    return [(d, np.sin(2 * np.pi * (300 + 150 * d) * t).astype(np.float32)) for d in range(10)]
 
 
 def write_fake_fsdd(root: Path, takes: int = 7) -> Path:

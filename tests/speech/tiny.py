@@ -1,4 +1,7 @@
 """A few-thousand-parameter SEW with SEW-tiny's 320-sample frame stride: the speech tests' model."""
+import numpy as np
+
+from prunelib.speech.data import FsddConfig
 from prunelib.speech.models import SewArch
 
 TINY = SewArch(
@@ -12,3 +15,12 @@ TINY = SewArch(
     conv_stride=(5, 8, 8),
     conv_kernel=(10, 8, 8),
 )
+
+#: Short utterances with hardly any silence: tiny models train on them in a few steps.
+TINY_DATA = FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1)
+
+
+def tone_clips(seconds: float = 0.2) -> list[tuple[int, np.ndarray]]:
+    """One distinct tone per digit: enough signal for CTC loss to fall within a few steps."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    return [(d, np.sin(2 * np.pi * (300 + 150 * d) * t).astype(np.float32)) for d in range(10)]
