@@ -66,11 +66,12 @@ class SweepSpec:
         return f"{self.data.name}-{self.model}-{self.prune.method}"
 
 
-def code_fingerprint() -> str:
-    """A hash of the source of :data:`CODE_MODULES` (an edited trainer invalidates the cache)."""
+def code_fingerprint(modules: tuple[str, ...] = CODE_MODULES) -> str:
+    """A hash of the source of ``modules`` (paths under ``prunelib/`` without ``.py``; an edited
+    trainer invalidates the cache)."""
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in CODE_MODULES:
+    for name in modules:
         path = here / f"{name}.py"
         digest.update(name.encode())
         digest.update(path.read_bytes() if path.exists() else b"-")

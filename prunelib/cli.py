@@ -23,9 +23,9 @@ METHOD_HELP: dict[str, str] = {
     "imp-rewind": "iterative magnitude pruning, survivors rewound to init and retrained (lottery ticket)",
     "imp-finetune": "iterative magnitude pruning, survivors retrained from where they are",
     "random": "random weights, no retraining (baseline)",
-    "structured-no-retrain": "whole hidden neurons by L2 norm of their weights, no retraining; deployed physically smaller",
-    "structured-imp-rewind": "whole hidden neurons by L2, survivors rewound to init and retrained",
-    "structured-imp-finetune": "whole hidden neurons by L2, survivors retrained from where they are",
+    "structured-no-retrain": "whole units by L2 norm of their weights (MLP: hidden neurons; SEW: feed-forward units, attention heads, conv channels), no retraining; deployed physically smaller",
+    "structured-imp-rewind": "whole units by L2, survivors rewound to init and retrained",
+    "structured-imp-finetune": "whole units by L2, survivors retrained from where they are",
 }
 
 #: One phrase per runtime, for --help.
@@ -96,7 +96,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     _add_data_and_model(p)
     p.add_argument("--method", default="no-retrain", help=f"pruning schedule (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}")
     p.add_argument("--iterations", type=_positive_int, default=10, help="pruning steps after the dense model (default: 10)")
-    p.add_argument("--amount", type=_fraction, default=None, help="fraction of the REMAINING weights (hidden neurons, for structured methods) pruned per step, 0 < A < 1 (default: 0.33; 0.1 for speech, as the lab)")
+    p.add_argument("--amount", type=_fraction, default=None, help="fraction of the REMAINING weights (of each layer's remaining units, for structured methods) pruned per step, 0 < A < 1 (default: 0.33; 0.1 for speech, as the lab)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs, also per IMP retraining (default: per data set)")
     p.add_argument("--train-subset", type=_positive_int, default=None, help="train on at most this many examples (seeded), for quick runs")
     p.add_argument("--eval-count", type=_positive_int, default=None, help="speech only: utterances scored (default: 200 FSDD test utterances; every LibriSpeech utterance found)")

@@ -14,12 +14,15 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from prunelib.cache import build_once, code_fingerprint
+from prunelib.cache import CODE_MODULES, build_once, code_fingerprint
 from prunelib.checkpoint import save_checkpoint
 from prunelib.config import config_key
 from prunelib.fileio import write_text_atomic
 from prunelib.machine import package_versions
 from prunelib.progress import progress
+
+#: Sources whose edits invalidate a cached speech sweep: Part I's plus the speech pruning, WER and data code.
+SPEECH_CODE_MODULES = CODE_MODULES + ("speech/data", "speech/models", "speech/structured", "speech/sweep", "speech/wer")
 
 
 @dataclass(frozen=True)
@@ -81,22 +84,27 @@ class SpeechSweepArtifacts:
 def prepare_speech_sweep(
     spec: SpeechSweepSpec, model: torch.nn.Module, processor: Any, utterances: Sequence[Any], cache_root: Path | str,
 ) -> SpeechSweepArtifacts:
-    """Prune ``model`` (a copy) by ``spec`` without timing; save each step's checkpoint and WER once."""
+    """Prune ``model`` (a copy) by ``spec`` without timing; save each step's checkpoint and WER once.
+
+    Schedules that retrain are not cached here (they need training data); use ``python -m prunelib sweep``.
+    """
     import copy
 
+    from prunelib.schedules import get_schedule
     from prunelib.speech.sweep import SpeechPruneConfig, iterate_schedule, static_metrics
 
     root = Path(cache_root)
-    versions = {**package_versions(("torch", "transformers", "numpy", "prunelib")), "code": code_fingerprint()}
+    versions = {**package_versions(("torch", "transformers", "numpy", "prunelib")), "code": code_fingerprint(SPEECH_CODE_MODULES)}
     key = config_key(spec, utterances_fingerprint(utterances), weights_fingerprint(model), versions=versions)
     prune_cfg = SpeechPruneConfig(spec.method, spec.amount, spec.iterations, seed=spec.seed)
+    structured = get_schedule(spec.method).structured
 
     def build(staging: Path) -> None:
         rows = []
         steps = iterate_schedule(copy.deepcopy(model), prune_cfg)
         for k, current in progress(steps, desc=spec.label, total=spec.iterations + 1):
             save_checkpoint(current, staging / f"it{k:02d}.safetensors")
-            rows.append({"iteration": k, **static_metrics(current, processor, utterances)})
+            rows.append({"iteration": k, **static_metrics(current, processor, utterances, structured)})
         write_text_atomic(staging / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
         manifest = {"kind": "speech-sweep", "key": key, "spec": asdict(spec), "versions": versions}
         write_text_atomic(staging / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")

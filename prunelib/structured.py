@@ -157,7 +157,7 @@ def neurons_remaining(model: MLP) -> dict[str, int]:
     return {name: int(alive_neurons(m).sum()) for name, m in hidden_linears(model)}
 
 
-def _rebuild(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     """A fresh Linear/Conv1d like ``module`` holding ``weight`` and ``bias`` (no pruning hooks)."""
     if isinstance(module, nn.Linear):
         new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
@@ -208,8 +208,8 @@ def shrink_pair(
     keep = keep.to(torch.long)
     if keep.numel() == 0 or keep.min() < 0 or keep.max() >= w1.shape[0]:
         raise ValueError(f"keep must select 1..{w1.shape[0]} valid units, got {keep.tolist()}")
-    new_producer = _rebuild(producer, w1[keep], None if b1 is None else b1[keep])
-    new_consumer = _rebuild(consumer, w2[:, keep], b2)
+    new_producer = rebuild_layer(producer, w1[keep], None if b1 is None else b1[keep])
+    new_consumer = rebuild_layer(consumer, w2[:, keep], b2)
     return new_producer, new_consumer
 
 
@@ -228,7 +228,7 @@ def shrink(model: MLP) -> MLP:
         new_linears[i], new_next = shrink_pair(new_linears[i], linears[i + 1], keep)
         new_linears.append(new_next)
     if len(linears) == 1:  # no hidden layer: just copy the output layer
-        new_linears[0] = _rebuild(linears[0], effective_tensor(linears[0], "weight"),
+        new_linears[0] = rebuild_layer(linears[0], effective_tensor(linears[0], "weight"),
                                   effective_tensor(linears[0], "bias"))
     hidden = tuple(m.out_features for m in new_linears[:-1])
     small = MLP(linears[0].in_features, hidden, model.out.out_features)

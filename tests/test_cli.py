@@ -230,8 +230,19 @@ def test_speech_sweep_writes_wer_on_librispeech(tiny_speech_dir: Path, data_root
     assert (df["wer"] >= 0).all() and "WER" in out
 
 
+def test_structured_speech_sweep_times_the_shrunk_model(tiny_speech_dir: Path, data_root: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = cli(["sweep", "--dataset", "librispeech", "--model", str(tiny_speech_dir), "--data-dir", str(data_root),
+                          "--method", "structured-no-retrain", "--amount", "0.5", "--iterations", "2",
+                          "--runtime", "onnxruntime", "--latency-runs", "2", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert df["neuron_sparsity"].iloc[0] == 0 < df["neuron_sparsity"].iloc[1] < df["neuron_sparsity"].iloc[2]
+    assert df["params_deployed"].diff().iloc[1:].lt(0).all() and df["flops"].diff().iloc[1:].lt(0).all()
+    assert (df["latency_mean_s"] > 0).all() and "Neurons pruned (%)" in out
+
+
 @pytest.mark.parametrize("argv,named", [
-    (["--dataset", "librispeech", "--method", "structured-no-retrain"], "structured-no-retrain"),
+    (["--dataset", "librispeech", "--method", "structured-imp-rewind"], "structured-imp-rewind"),
     (["--dataset", "fsdd", "--method", "imp-rewind", "--model", "sew-tiny"], "imp-rewind"),
     (["--dataset", "librispeech", "--precision", "int8"], "fp32"),
     (["--dataset", "librispeech", "--data-dir", "/nonexistent/data"], "/nonexistent/data"),

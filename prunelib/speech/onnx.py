@@ -31,6 +31,8 @@ from prunelib.speech.data import SAMPLE_RATE
 #: ONNX input / output names of an exported CTC model.
 INPUT_NAME = "input_values"
 OUTPUT_NAME = "logits"
+#: Runtimes a CTC model can be timed on (no sparse-execution path for SEW).
+CTC_RUNTIMES = ("torch", "onnxruntime")
 #: ORT graph optimisation levels by name (``onnxruntime.GraphOptimizationLevel``).
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
@@ -230,21 +232,27 @@ def make_ctc_runner(
     processor: Any = None,
     optimization: str = "all",
     atol: float = 1e-3,
+    structured: bool = False,
 ):
     """A timing callable for ``runtime`` (``torch`` or ``onnxruntime``), taking ``[batch, samples]``.
 
-    For ONNX Runtime, ``check_audios`` (with ``processor``) are parity-checked first.
+    ``structured``: run the physically shrunk model (:func:`prunelib.speech.structured.shrink_sew`).
+    For ONNX Runtime, ``check_audios`` (with ``processor``) are parity-checked first, against
+    ``model`` itself, so a shrunk graph is also checked against the masked model.
 
     Raises:
         ValueError: unknown runtime, or the ONNX model fails parity.
     """
     from prunelib.runtime import check_runtime
+    from prunelib.speech.structured import shrink_sew
 
-    check_runtime(runtime)
+    if check_runtime(runtime) not in CTC_RUNTIMES:
+        raise ValueError(f"speech models run on {list(CTC_RUNTIMES)}, not {runtime!r}")
     set_torch_threads(threads)
+    runs = shrink_sew(model) if structured else model
     if runtime == "torch":
-        return torch_ctc_runner(model)
-    session = ctc_session(export_ctc_onnx(model), threads, optimization)
+        return torch_ctc_runner(runs)
+    session = ctc_session(export_ctc_onnx(runs), threads, optimization)
     if check_audios is not None:
         if processor is None:
             raise ValueError("make_ctc_runner needs the processor to check parity")

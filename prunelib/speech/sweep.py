@@ -34,7 +34,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelib.checkpoint import load_checkpoint
+from prunelib.compact import compact_stats, model_tensors
 from prunelib.config import check_fraction
+from prunelib.flops import count_flops
 from prunelib.models import count_parameters
 from prunelib.models import prunable_parameters as _linear_and_conv_weights
 from prunelib.progress import progress
@@ -53,13 +55,18 @@ from prunelib.speech.data import (
     split_fsdd,
 )
 from prunelib.speech.onnx import latency_input, make_ctc_runner
+from prunelib.speech.structured import shrink_sew, structured_prune_step, unit_sparsity
 from prunelib.speech.train import SpeechTrainConfig, train_ctc, trained_fsdd_model
 from prunelib.speech.wer import evaluate_wer
 from prunelib.storage import disk_dense_bytes, disk_sparse_bytes
 
 Params = list[tuple[nn.Module, str]]
-#: Schedules a speech sweep supports (those of :data:`prunelib.schedules.SCHEDULES`).
-SPEECH_METHODS = ("no-retrain", "imp-finetune", "imp-rewind", "random")
+#: Schedules a speech sweep supports (those of :data:`prunelib.schedules.SCHEDULES`); the structured
+#: ones remove feed-forward units, attention heads and conv channels (:mod:`prunelib.speech.structured`).
+SPEECH_METHODS = (
+    "no-retrain", "imp-finetune", "imp-rewind", "random",
+    "structured-no-retrain", "structured-imp-finetune", "structured-imp-rewind",
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class SpeechPruneConfig:
     """
 
     method: str = "no-retrain"
-    amount: float = 0.1
+    amount: float = 0.1  # of the remaining weights, or of each group's remaining units (structured)
     iterations: int = 10
     retrain_steps: int = 150
     retrain_lr: float = 3e-4
@@ -80,7 +87,9 @@ class SpeechPruneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        get_schedule(self.method)
+        if self.method not in SPEECH_METHODS:
+            get_schedule(self.method)  # names the known schedules for a typo
+            raise ValueError(f"method {self.method!r} does not apply to speech models; choose one of {list(SPEECH_METHODS)}")
         check_fraction("amount", self.amount)
         if self.iterations < 0 or self.retrain_steps < 0 or self.retrain_lr <= 0 or self.retrain_warmup < 0:
             raise ValueError(f"invalid speech pruning config: {self}")
@@ -208,7 +217,8 @@ def iterate_schedule(
     """Yield ``(0, model)`` then, after each of ``prune_cfg.iterations`` steps, ``(k, model)``.
 
     Each step prunes ``prune_cfg.amount`` of the remaining prunable weights (global, by the
-    schedule's criterion); IMP methods then (rewind to ``initial`` and) retrain on
+    schedule's criterion), or for structured schedules of each group's remaining units
+    (:func:`prunelib.speech.structured.structured_prune_step`); IMP methods then (rewind to ``initial`` and) retrain on
     ``train_clips`` with :func:`retrain_config`. Mutates ``model`` in place (weight norm is
     folded first); copy what you keep.
 
@@ -221,11 +231,13 @@ def iterate_schedule(
         raise ValueError(f"method {schedule.name!r} retrains: pass processor, train_clips and train_cfg")
     if schedule.rewind and initial is None:
         raise ValueError(f"method {schedule.name!r} rewinds: pass the initial weights")
-    prune_step = get_criterion(schedule.criterion)
     prepare_model(model)
     yield 0, model
     for k in range(1, prune_cfg.iterations + 1):
-        prune_step(prunable_parameters(model), prune_cfg.amount, prune_cfg.seed + k)
+        if schedule.structured:
+            structured_prune_step(model, prune_cfg.amount)
+        else:
+            get_criterion(schedule.criterion)(prunable_parameters(model), prune_cfg.amount, prune_cfg.seed + k)
         if schedule.rewind:
             rewind(model, initial)
         if schedule.retrain:
@@ -245,12 +257,32 @@ def initial_weights(train_cfg: SpeechTrainConfig) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- metrics
 
 
-def static_metrics(model: nn.Module, processor: Any, dataset: Sequence[Utterance]) -> dict[str, float | int]:
-    """WER on ``dataset``, sparsity, parameter counts and sizes on disk: every column but latency.
+#: Seconds of audio ``flops`` is counted on (a typical FSDD utterance; scale linearly for others).
+FLOPS_SECONDS = 2.0
 
-    Never changes ``model`` (sizes use a copy with the reparametrization removed).
+
+def deployed(model: nn.Module, structured: bool = False) -> nn.Module:
+    """The model as it runs: pruning made permanent, weight norm folded, and physically shrunk when ``structured``."""
+    from prunelib.speech.onnx import inference_copy
+
+    return shrink_sew(model) if structured else inference_copy(model)
+
+
+def static_metrics(
+    model: nn.Module, processor: Any, dataset: Sequence[Utterance], structured: bool = False
+) -> dict[str, float | int]:
+    """WER on ``dataset``, sparsity, parameter counts, sizes and work: every column but latency.
+
+    The lab's columns are of the pruned model (``disk_dense_bytes``, ``disk_sparse_bytes``);
+    ``disk_compact_bytes``/``disk_bound_bytes`` (:func:`prunelib.compact.compact_stats`, fp32),
+    ``params_deployed`` and ``flops`` (multiply-adds on :data:`FLOPS_SECONDS` of audio) are of
+    the model as deployed (:func:`deployed`: shrunk for ``structured``). ``neuron_sparsity`` is
+    the fraction of removable units that are dead (:func:`~prunelib.speech.structured.unit_sparsity`).
+    Never changes ``model``.
     """
     report = sparsity_report(model)
+    runs = deployed(model, structured)
+    stats = compact_stats(model_tensors(runs), "fp32")
     return {
         "sparsity": report.sparsity,
         "sparsity_model": report.sparsity_model,
@@ -259,38 +291,45 @@ def static_metrics(model: nn.Module, processor: Any, dataset: Sequence[Utterance
         "params_nonzero": count_nonzero(model),
         "disk_dense_bytes": disk_dense_bytes(model),
         "disk_sparse_bytes": disk_sparse_bytes(model),
+        "disk_compact_bytes": stats.disk_compact_bytes,
+        "disk_bound_bytes": stats.disk_bound_bytes,
+        "params_deployed": count_parameters(runs),
+        "flops": count_flops(runs, latency_input(FLOPS_SECONDS)),
+        "neuron_sparsity": unit_sparsity(model),
     }
 
 
 def latency(
-    model: nn.Module, cfg: SpeechMeasureConfig, processor: Any = None, dataset: Sequence[Utterance] = ()
+    model: nn.Module, cfg: SpeechMeasureConfig, processor: Any = None, dataset: Sequence[Utterance] = (),
+    structured: bool = False,
 ) -> tuple[float, float]:
     """Mean and std (s) of one forward pass on ``cfg.audio_seconds`` of audio in ``cfg.runtime``.
 
-    ONNX Runtime is parity-checked first on the first ``cfg.parity_utterances`` of ``dataset``.
-    Torch's thread count is restored afterwards.
+    ``structured``: the physically shrunk model is timed. ONNX Runtime is parity-checked first
+    on the first ``cfg.parity_utterances`` of ``dataset``. Torch's thread count is restored afterwards.
     """
     before = torch.get_num_threads()
     try:
         audios = [u.audio for u in list(dataset)[: cfg.parity_utterances]] if processor is not None else None
-        runner = make_ctc_runner(model, cfg.runtime, cfg.threads, audios or None, processor)
+        runner = make_ctc_runner(model, cfg.runtime, cfg.threads, audios or None, processor, structured=structured)
         return time_calls(runner, latency_input(cfg.audio_seconds), cfg.runs, cfg.warmup)
     finally:
         torch.set_num_threads(before)
 
 
 def measure(
-    model: nn.Module, processor: Any, dataset: Sequence[Utterance], cfg: SpeechMeasureConfig
+    model: nn.Module, processor: Any, dataset: Sequence[Utterance], cfg: SpeechMeasureConfig, structured: bool = False,
 ) -> dict[str, float | int]:
     """:func:`static_metrics` plus ``latency_mean_s`` and ``latency_std_s`` for ``cfg.runtime``."""
-    row = static_metrics(model, processor, dataset)
-    mean, std = latency(model, cfg, processor, dataset)
+    row = static_metrics(model, processor, dataset, structured)
+    mean, std = latency(model, cfg, processor, dataset, structured)
     return {**row, "latency_mean_s": mean, "latency_std_s": std}
 
 
 COLUMNS = (
     "iteration", "sparsity", "sparsity_model", "wer", "latency_mean_s", "latency_std_s",
     "params_total", "params_nonzero", "disk_dense_bytes", "disk_sparse_bytes",
+    "disk_compact_bytes", "disk_bound_bytes", "params_deployed", "flops", "neuron_sparsity",
 )
 
 
@@ -319,10 +358,10 @@ def run_sweep(
         if on_step is not None:
             on_step(k, current)
         if measure_cfg is None:
-            row: dict[str, Any] = {**static_metrics(current, processor, dataset),
+            row: dict[str, Any] = {**static_metrics(current, processor, dataset, schedule.structured),
                                    "latency_mean_s": float("nan"), "latency_std_s": float("nan")}
         else:
-            row = measure(current, processor, dataset, measure_cfg)
+            row = measure(current, processor, dataset, measure_cfg, schedule.structured)
         rows.append({"iteration": k, **row})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
