@@ -16,6 +16,7 @@ import torch
 from prunelib.benchoptions import prune_option
 from prunelib.cache import SweepArtifacts, SweepSpec, default_cache_root, prepare_sweep
 from prunelib.data import DataError, Splits, load_data
+from prunelib.runtime import CTC_RUNTIMES
 from prunelib.suite import OptionError, SuiteOptions, parse_options, speech_specs, sweep_specs
 
 RAW_OPTIONS = ("datasets", "methods", "iterations", "amount", "seed", "runtimes", "batches", "precisions", "threads")
@@ -101,14 +102,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for precision in opts.precisions
         ]
         metafunc.parametrize("precision_case", cases, ids=[f"{s.label}-it{k:02d}-{p}" for s, k, p in cases])
-    if "speech_case" in metafunc.fixturenames or "speech_spec" in metafunc.fixturenames:
+    if {"speech_case", "speech_spec", "speech_model_spec"} & set(metafunc.fixturenames):
         specs = speech_specs(opts)
-        runtimes = [r for r in opts.runtimes if r in ("torch", "onnxruntime")]
+        runtimes = [r for r in opts.runtimes if r in CTC_RUNTIMES]
         cases = [(s, k, r) for s in specs for k in range(s.iterations + 1) for r in runtimes]
         if "speech_case" in metafunc.fixturenames:
             metafunc.parametrize("speech_case", cases, ids=[f"{s.label}-it{k:02d}-{r}" for s, k, r in cases])
-        else:
+        elif "speech_spec" in metafunc.fixturenames:
             metafunc.parametrize("speech_spec", specs, ids=[s.label for s in specs])
+        else:  # one spec per speech model, for what does not depend on the schedule (sensitivity)
+            per_model = [s for s in specs if s.method == "no-retrain"]
+            metafunc.parametrize("speech_model_spec", per_model, ids=[f"{s.dataset}-{Path(s.model).name}" for s in per_model])
     if "pair" in metafunc.fixturenames:
         pairs = [p for p in opts.pairs if any((s.data.name, s.model) == p for s in suite.specs)]
         metafunc.parametrize("pair", pairs, ids=[f"{d}-{m}" for d, m in pairs])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +15,7 @@ from prunelib.benchrecord import extra_info, record_extra
 from prunelib.cache import SweepSpec, load_model
 from prunelib.config import DataConfig, MeasureConfig, PruneConfig
 from prunelib.runtime import make_runner
+from prunelib.targets import Target, Timing, judge
 from prunelib.suite import train_config
 
 #: variant -> (method, amount): one pruning step from the trained dense model.
@@ -30,12 +30,12 @@ CASES = [
     ("torch", "structured-90"), ("onnxruntime", "structured-90"),
     ("torch", "unstructured-95"), ("torch-sparse", "unstructured-95"),
 ]
-TARGETS = [  # (runtime, variant, baseline runtime, kind, value)
-    ("torch", "structured-50", "torch", "flop-fraction", 0.7),
-    ("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
-    ("torch", "structured-90", "torch", "speedup", 4.0),
-    ("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
-    ("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
+TARGETS = [
+    Target("torch", "structured-50", "torch", "flop-fraction", 0.7),
+    Target("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
+    Target("torch", "structured-90", "torch", "speedup", 4.0),
+    Target("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
+    Target("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
 ]
 TIMINGS = pytest.StashKey[dict]()
 
@@ -70,7 +70,7 @@ def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         timings = request.config.stash.setdefault(TIMINGS, {})
-        timings[(runtime, variant)] = (stats.stats.min, stats.stats.median, sweep.row(k)["flops"])
+        timings[(runtime, variant)] = Timing(stats.stats.min, stats.stats.median, sweep.row(k)["flops"])
 
 
 def test_speedup_targets(suite, request) -> None:
@@ -82,18 +82,7 @@ def test_speedup_targets(suite, request) -> None:
     timings = request.config.stash.get(TIMINGS, {})
     if not timings:
         pytest.skip("no timings in this run (--benchmark-disable or xdist): speedups cannot be judged")
-    rows, failures = [], []
-    for runtime, variant, base_rt, kind, target in TARGETS:
-        if (runtime, variant) not in timings or (base_rt, "dense") not in timings:
-            continue
-        (fast, t, flops), (fast0, t0, flops0) = timings[(runtime, variant)], timings[(base_rt, "dense")]
-        speedup, ideal = t0 / t, flops0 / flops
-        need = target * ideal if kind == "flop-fraction" else target
-        rows.append({"variant": variant, "runtime": runtime, "baseline": f"dense/{base_rt}", "median_s": t,
-                     "baseline_median_s": t0, "speedup": round(speedup, 2), "speedup_of_minima": round(fast0 / fast, 2),
-                     "ideal_flop_ratio": round(ideal, 2), "required": round(need, 2), "met": speedup >= need})
-        if speedup < need:
-            failures.append(f"{variant}/{runtime}: {speedup:.2f}x < required {need:.2f}x")
-    record_extra(request.config, "speedups", pd.DataFrame(rows))
-    print("\n" + pd.DataFrame(rows).to_string(index=False))
+    table, failures = judge("mnist5k-mlp1m", timings, TARGETS)
+    record_extra(request.config, "speedups", table)
+    print("\n" + table.to_string(index=False))
     assert not failures, "; ".join(failures)

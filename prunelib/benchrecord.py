@@ -77,7 +77,7 @@ def extra_info(
     parameter counts, sizes on disk, flops); timing is pytest-benchmark's own.
     """
     keep = ("sparsity", "sparsity_model", "accuracy", "wer", "params_total", "params_nonzero", "disk_dense_bytes",
-            "disk_sparse_bytes", "disk_compact_bytes", "disk_bound_bytes", "flops")
+            "disk_sparse_bytes", "disk_compact_bytes", "disk_bound_bytes", "flops", "neuron_sparsity", "params_deployed")
     info: dict[str, Any] = {
         "dataset": spec.data.name, "model": spec.model, "method": spec.prune.method, "iteration": int(iteration),
         "amount": float(spec.prune.amount), **{k: metrics[k] for k in keep if k in metrics},

@@ -26,7 +26,7 @@ from prunelib import knee as knee_mod
 from prunelib import plots
 from prunelib.fileio import write_text_atomic
 from prunelib.machine import machine_from_benchmark_info, machine_markdown
-from prunelib.tables import lab_table, to_markdown
+from prunelib.tables import to_markdown, wide_table
 
 #: extra_info keys every benchmark entry should carry (``wer`` may replace ``accuracy``).
 STABLE_KEYS: tuple[str, ...] = (
@@ -150,11 +150,10 @@ def metric_of(rows: pd.DataFrame) -> str:
 
 
 def schedule_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows of one sweep in the shape :func:`prunelib.tables.lab_table` reads, sorted by iteration."""
+    """Rows of one sweep in the shape :func:`prunelib.tables.wide_table` reads, sorted by iteration."""
     cols = ["iteration", "sparsity", "sparsity_model", metric, "latency_mean_s", "latency_std_s",
             "params_total", "params_nonzero", "disk_dense_bytes", "disk_sparse_bytes"]
-    if "disk_compact_bytes" in rows and rows["disk_compact_bytes"].notna().any():
-        cols.append("disk_compact_bytes")
+    cols += [c for c in ("disk_compact_bytes", "flops", "neuron_sparsity") if c in rows and rows[c].notna().any()]
     out = rows.reindex(columns=cols).copy()
     for c in cols:
         out[c] = pd.to_numeric(out[c], errors="coerce")
@@ -237,7 +236,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
         w.lines += ["_No runtime=torch, batch-1, fp32 rows: no lab table for this model._", ""]
     for method in plots.methods_in(lab):  # same order as the plots' legends
         sweep = schedule_frame(lab[lab["method"] == method], metric)
-        table = lab_table(sweep)
+        table = wide_table(sweep)
         stem = f"tables/{_slug(dataset, model, method)}"
         csv_rel = w.csv(f"{stem}.csv", table)
         md_rel = w.text(f"{stem}.md", f"# {title} / {method}\n\n" + _md_table(table))

@@ -35,6 +35,8 @@ from prunelib.sparse_exec import Force, to_sparse_execution
 from prunelib.structured import shrink
 
 RUNTIMES = ("torch", "onnxruntime", "torch-sparse")
+#: Runtimes a speech (CTC) model runs on: sparse execution is for the MLP's Linear layers only.
+CTC_RUNTIMES = ("torch", "onnxruntime")
 Runner = Callable[[torch.Tensor], object]
 
 #: Parity tolerance of an int8 runtime against the fp32 deployed model, relative to the largest

@@ -50,14 +50,15 @@ def eval_set(dataset: str, root: Path, seed: int, count: int | None) -> list[Any
 
 def speech_sweep(args: argparse.Namespace) -> pd.DataFrame:
     """Rows 0..N of a speech sweep (``wer`` in place of accuracy) for the parsed ``sweep`` arguments."""
+    from prunelib.runtime import CTC_RUNTIMES
     from prunelib.schedules import get_schedule
     from prunelib.speech.models import load_speech_model
     from prunelib.speech.sweep import SPEECH_METHODS, SpeechMeasureConfig, SpeechPruneConfig, fsdd_sweep, run_sweep
 
     if args.method not in SPEECH_METHODS:
         raise ValueError(f"speech models take --method {list(SPEECH_METHODS)}, not {args.method!r}")
-    if args.precision != "fp32" or args.runtime not in ("torch", "onnxruntime"):
-        raise ValueError("speech sweeps run at --precision fp32 on --runtime torch or onnxruntime")
+    if args.precision != "fp32" or args.runtime not in CTC_RUNTIMES:
+        raise ValueError(f"speech sweeps run at --precision fp32 on --runtime {' or '.join(CTC_RUNTIMES)}")
     retrains = get_schedule(args.method).retrain
     if retrains and (args.dataset, args.model) != ("fsdd", "sew-fsdd"):
         raise ValueError(f"{args.method} retrains on FSDD: only with --dataset fsdd --model sew-fsdd")

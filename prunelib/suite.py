@@ -156,14 +156,20 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
 SPEECH_FULL, SPEECH_QUICK = (0.1, 10, None), (0.3, 3, 40)
 
 
+#: Speech sweeps the bench suite runs per speech pair: the lab's global magnitude pruning, and
+#: structured pruning shrunk for real (IMP retrains for minutes per step: ``python -m prunelib sweep``).
+SPEECH_BENCH_METHODS = ("no-retrain", "structured-no-retrain")
+
+
 def speech_specs(opts: SuiteOptions) -> list:
-    """One :class:`~prunelib.speechcache.SpeechSweepSpec` per speech pair: the lab's Part II sweep,
-    global magnitude pruning without retraining (IMP on FSDD is in ``python -m prunelib sweep``)."""
+    """One :class:`~prunelib.speechcache.SpeechSweepSpec` per (speech pair, :data:`SPEECH_BENCH_METHODS`),
+    pair by pair: the lab's Part II sweep (10 % per step; for structured methods, 10 % of each
+    layer's remaining units)."""
     from prunelib.speechcache import SpeechSweepSpec
 
     amount, iterations, count = SPEECH_QUICK if opts.quick else SPEECH_FULL
-    return [SpeechSweepSpec(d, m, "no-retrain", amount, iterations, opts.seed, count)
-            for d, m in opts.pairs if d in SPEECH_DATASETS]
+    return [SpeechSweepSpec(d, m, method, amount, iterations, opts.seed, count)
+            for d, m in opts.pairs if d in SPEECH_DATASETS for method in SPEECH_BENCH_METHODS]
 
 
 def accuracy_floor(dataset: str, model: str, quick: bool) -> float | None:

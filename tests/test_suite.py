@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from prunelib.suite import (
-    LAB_METHODS, QUICK_AMOUNT, QUICK_ITERATIONS, OptionError, accuracy_floor, parse_options, parse_pairs, sweep_specs,
+    LAB_METHODS, QUICK_AMOUNT, QUICK_ITERATIONS, OptionError, accuracy_floor, parse_options, parse_pairs, speech_specs,
+    sweep_specs,
     train_config,
 )
 
@@ -35,6 +36,17 @@ def test_every_spec_of_one_pair_shares_data_model_and_training() -> None:
 def test_speech_pairs_parse_but_make_no_mlp_sweeps() -> None:
     assert parse_pairs("fsdd:sew-fsdd, librispeech:/models/sew") == (("fsdd", "sew-fsdd"), ("librispeech", "/models/sew"))
     assert sweep_specs(parse_options({"datasets": "fsdd:sew-fsdd"})) == []
+
+
+def test_each_speech_pair_runs_the_magnitude_and_the_structured_sweep() -> None:
+    specs = speech_specs(parse_options({"datasets": "mnist5k:lenet300,fsdd:sew-fsdd,librispeech:/m/sew", "seed": "3"}))
+    assert [s.label for s in specs] == [
+        "fsdd-sew-fsdd-no-retrain", "fsdd-sew-fsdd-structured-no-retrain",
+        "librispeech-sew-no-retrain", "librispeech-sew-structured-no-retrain",
+    ]
+    assert all((s.amount, s.iterations, s.seed, s.eval_count) == (0.1, 10, 3, None) for s in specs)
+    quick = speech_specs(parse_options({"datasets": "fsdd:sew-fsdd", "quick": True}))
+    assert {(s.amount, s.iterations, s.eval_count) for s in quick} == {(0.3, 3, 40)}
 
 
 @pytest.mark.parametrize("raw,named", [

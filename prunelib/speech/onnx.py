@@ -25,14 +25,12 @@ import torch
 from torch import nn
 
 from prunelib.pruning import remove_reparametrization
-from prunelib.runtime import ort_session, set_torch_threads, time_calls
+from prunelib.runtime import CTC_RUNTIMES, ort_session, set_torch_threads, time_calls
 from prunelib.speech.data import SAMPLE_RATE
 
 #: ONNX input / output names of an exported CTC model.
 INPUT_NAME = "input_values"
 OUTPUT_NAME = "logits"
-#: Runtimes a CTC model can be timed on (no sparse-execution path for SEW).
-CTC_RUNTIMES = ("torch", "onnxruntime")
 #: ORT graph optimisation levels by name (``onnxruntime.GraphOptimizationLevel``).
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
