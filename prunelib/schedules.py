@@ -151,23 +151,36 @@ def static_metrics(
     (:func:`neuron_sparsity`) and ``precision``. Independent of ``cfg.runtime``.
     Never changes ``model``.
     """
-    report = sparsity_report(model)
     deployed = deploy(model, structured, cfg.precision)
-    stored = shrink(model) if structured else model
-    stats = compact_stats(model_tensors(stored), cfg.precision)
+    row = {
+        **size_metrics(model, shrink(model) if structured else model, cfg.precision),
+        "accuracy": evaluate(deployed, splits.test),
+        "flops": count_flops(deployed, splits.test.x[:1]),
+        "neuron_sparsity": neuron_sparsity(model),
+        "precision": cfg.precision,
+    }
+    return {k: row[k] for k in SWEEP_COLUMNS if k in row}
+
+
+def size_metrics(model: nn.Module, stored: nn.Module, precision: str) -> dict[str, float | int]:
+    """Sparsity, parameter counts and sizes of a pruned model, for every sweep (Part I and speech).
+
+    Keys: ``sparsity``, ``sparsity_model``, ``params_total``, ``params_nonzero``,
+    ``disk_dense_bytes``, ``disk_sparse_bytes`` (the lab's figures, of ``model``), then
+    ``disk_compact_bytes`` and ``disk_bound_bytes`` (:func:`prunelib.compact.compact_stats` at
+    ``precision`` of ``stored``, the model as shipped, e.g. shrunk). Changes neither model.
+    """
+    report = sparsity_report(model)
+    stats = compact_stats(model_tensors(stored), precision)
     return {
         "sparsity": report.sparsity,
         "sparsity_model": report.sparsity_model,
-        "accuracy": evaluate(deployed, splits.test),
         "params_total": count_parameters(model),
         "params_nonzero": count_nonzero(model),
         "disk_dense_bytes": disk_dense_bytes(model),
         "disk_sparse_bytes": disk_sparse_bytes(model),
         "disk_compact_bytes": stats.disk_compact_bytes,
         "disk_bound_bytes": stats.disk_bound_bytes,
-        "flops": count_flops(deployed, splits.test.x[:1]),
-        "neuron_sparsity": neuron_sparsity(model),
-        "precision": cfg.precision,
     }
 
 

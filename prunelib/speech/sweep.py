@@ -34,7 +34,6 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelib.checkpoint import load_checkpoint
-from prunelib.compact import compact_stats, model_tensors
 from prunelib.config import check_fraction
 from prunelib.flops import count_flops
 from prunelib.models import count_parameters
@@ -42,9 +41,8 @@ from prunelib.models import prunable_parameters as _linear_and_conv_weights
 from prunelib.progress import progress
 from prunelib.pruning import get_criterion, initial_state, refresh_masked, rewind
 from prunelib.runtime import check_runtime, time_calls
-from prunelib.schedules import Schedule, get_schedule
+from prunelib.schedules import Schedule, get_schedule, size_metrics
 from prunelib.sensitivity import DEFAULT_LEVELS, sensitivity, sew_groups
-from prunelib.sparsity import count_nonzero, sparsity_report
 from prunelib.speech.data import (
     Utterance,
     dataset_folder,
@@ -58,7 +56,6 @@ from prunelib.speech.onnx import latency_input, make_ctc_runner
 from prunelib.speech.structured import shrink_sew, structured_prune_step, unit_sparsity
 from prunelib.speech.train import SpeechTrainConfig, train_ctc, trained_fsdd_model
 from prunelib.speech.wer import evaluate_wer
-from prunelib.storage import disk_dense_bytes, disk_sparse_bytes
 
 Params = list[tuple[nn.Module, str]]
 #: Schedules a speech sweep supports (those of :data:`prunelib.schedules.SCHEDULES`); the structured
@@ -280,19 +277,10 @@ def static_metrics(
     the fraction of removable units that are dead (:func:`~prunelib.speech.structured.unit_sparsity`).
     Never changes ``model``.
     """
-    report = sparsity_report(model)
     runs = deployed(model, structured)
-    stats = compact_stats(model_tensors(runs), "fp32")
     return {
-        "sparsity": report.sparsity,
-        "sparsity_model": report.sparsity_model,
+        **size_metrics(model, runs, "fp32"),
         "wer": evaluate_wer(model, processor, dataset),
-        "params_total": count_parameters(model),
-        "params_nonzero": count_nonzero(model),
-        "disk_dense_bytes": disk_dense_bytes(model),
-        "disk_sparse_bytes": disk_sparse_bytes(model),
-        "disk_compact_bytes": stats.disk_compact_bytes,
-        "disk_bound_bytes": stats.disk_bound_bytes,
         "params_deployed": count_parameters(runs),
         "flops": count_flops(runs, latency_input(FLOPS_SECONDS)),
         "neuron_sparsity": unit_sparsity(model),
