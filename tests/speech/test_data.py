@@ -25,6 +25,8 @@ from prunelib.speech.data import (
     split_fsdd,
 )
 
+from .tiny import write_fake_fsdd
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -33,19 +35,6 @@ def shared_data() -> Path:
     root = Path(os.environ.get("PRUNELIB_DATA_DIR") or REPO.parent / "shared" / "data")
     if not root.is_dir():
         pytest.skip(f"shared data not found at {root} (set PRUNELIB_DATA_DIR)")
-    return root
-
-
-def write_fake_fsdd(root: Path, speakers=("alice", "bob"), takes=8, rate=8000) -> Path:
-    """A tiny FSDD layout: one short tone per digit, speaker and take."""
-    rec = root / "fsdd" / "recordings"
-    rec.mkdir(parents=True)
-    t = np.arange(int(0.1 * rate)) / rate
-    for s, speaker in enumerate(speakers):
-        for d in range(10):
-            for take in range(takes):
-                tone = 0.3 * np.sin(2 * np.pi * (200 + 50 * d + 5 * s + take) * t)
-                sf.write(rec / f"{d}_{speaker}_{take}.wav", tone.astype(np.float32), rate, subtype="PCM_16")
     return root
 
 

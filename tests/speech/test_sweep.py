@@ -37,7 +37,7 @@ from prunelib.speech.train import SpeechTrainConfig
 from prunelib.speech.wer import evaluate_wer
 
 from .tiny import TINY as TINY_BASE
-from .tiny import TINY_DATA, tone_clips
+from .tiny import TINY_DATA, tone_clips, write_fake_fsdd
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dataclasses.replace(TINY_BASE, num_hidden_layers=2, mask_time_prob=0.0, dropout=0.0)
@@ -238,25 +238,11 @@ def test_train_config_replacement_is_short() -> None:
                                seed=TRAIN_CFG.seed) == TRAIN_CFG
 
 
-def write_fake_fsdd(root: Path, takes: int = 7) -> Path:
-    """A tiny FSDD layout (8 kHz tones), so the end-to-end sweep does not need the shared data."""
-    import soundfile as sf
-
-    rec = root / "fsdd" / "recordings"
-    rec.mkdir(parents=True)
-    t = np.arange(800) / 8000
-    for d in range(10):
-        for take in range(takes):
-            tone = 0.3 * np.sin(2 * np.pi * (200 + 50 * d + take) * t)
-            sf.write(rec / f"{d}_ann_{take}.wav", tone.astype(np.float32), 8000, subtype="PCM_16")
-    return root
-
-
 @pytest.mark.parametrize("method", ["no-retrain", "imp-finetune"])
 def test_fsdd_sweep_end_to_end_on_fake_data(tmp_path: Path, method: str) -> None:
     from prunelib.speech.sweep import fsdd_sweep
 
-    root = write_fake_fsdd(tmp_path / "data")
+    root = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7)
     cfg = SpeechPruneConfig(method=method, amount=0.2, iterations=2, retrain_steps=2)
     frame = fsdd_sweep(cfg, None, data_root=root, cache_dir=tmp_path / "cache", train_cfg=TRAIN_CFG, test_count=3)
     assert frame["iteration"].tolist() == [0, 1, 2]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 import prunelib.speech.train as speech_train
@@ -26,7 +25,7 @@ from prunelib.speech.train import (
 )
 
 from .tiny import TINY as TINY_BASE
-from .tiny import TINY_DATA, tone_clips
+from .tiny import TINY_DATA, tone_clips, write_fake_fsdd
 
 TINY = dataclasses.replace(TINY_BASE, mask_time_prob=0.05, mask_time_length=2, dropout=0.1)
 TINY_CFG = SpeechTrainConfig(
@@ -37,18 +36,6 @@ TINY_CFG = SpeechTrainConfig(
     lr=1e-2,
     warmup_steps=2,
 )
-
-
-def write_fake_fsdd(root: Path, takes: int = 7) -> Path:
-    """A tiny FSDD layout (8 kHz tones), so the cache test does not depend on the shared data."""
-    rec = root / "fsdd" / "recordings"
-    rec.mkdir(parents=True)
-    t = np.arange(800) / 8000
-    for d in range(10):
-        for take in range(takes):
-            tone = 0.3 * np.sin(2 * np.pi * (200 + 50 * d + take) * t)
-            sf.write(rec / f"{d}_ann_{take}.wav", tone.astype(np.float32), 8000, subtype="PCM_16")
-    return root
 
 
 def test_default_full_config_is_the_small_sew() -> None:
@@ -126,7 +113,7 @@ def test_train_ctc_leaves_global_rng_alone() -> None:
 def test_cache_dir_env_and_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PRUNELIB_CACHE_DIR", str(tmp_path / "env-cache"))
     assert default_cache_dir() == tmp_path / "env-cache"
-    fsdd = write_fake_fsdd(tmp_path / "data") / "fsdd"
+    fsdd = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7) / "fsdd"
     base = cache_path(TINY_CFG, fsdd)
     assert base.parent == tmp_path / "env-cache" / "speech"
     assert cache_path(TINY_CFG, fsdd) == base  # stable
@@ -140,7 +127,7 @@ def test_cache_dir_env_and_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_trained_model_is_cached_and_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    root = write_fake_fsdd(tmp_path / "data")
+    root = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7)
     cfg = dataclasses.replace(TINY_CFG, steps=2)
     model, proc = trained_fsdd_model(cfg, data_root=root, cache_dir=tmp_path / "cache")
     saved = cache_path(cfg, root / "fsdd", tmp_path / "cache")
