@@ -3,6 +3,7 @@
 ``pytest bench/ --benchmark-json=out.json`` prunes, times and, at the end of the session,
 writes a new report folder under ``--prune-reports`` (default ``reports/``; ``latest`` points at it).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,13 +13,13 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from prunelib.benchoptions import add_options
+    from prunelib.plugin.options import add_options
 
     add_options(parser)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
-    from prunelib.machine import update_machine_info
+    from prunelib.measure.machine import update_machine_info
 
     update_machine_info(machine_info)
 
@@ -28,13 +29,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workerinput"):
         return
-    from prunelib.benchrecord import RECORDS, session_bench
+    from prunelib.plugin.records import RECORDS, session_bench
 
     records = config.stash.get(RECORDS, None)
     if records is None or not (records.entries or records.extras):
         return
-    from prunelib.benchoptions import prune_option
-    from prunelib.report import write_run_report
+    from prunelib.plugin.options import prune_option
+    from prunelib.report.writer import write_run_report
 
     root = Path(prune_option(config, "--prune-reports") or Path(config.rootpath) / "reports")
     folder = write_run_report(session_bench(session, records), root, extra=records.extras or None)

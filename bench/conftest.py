@@ -1,9 +1,10 @@
 """Parametrization and session state of the bench suite: which sweeps run, and their cached checkpoints.
 
 Test ids read ``<dataset>-<model>-<method>-it<k>-<runtime>-b<batch>``. Everything expensive
-(training, every checkpoint of every schedule) comes from :mod:`prunelib.cache`, built once per
+(training, every checkpoint of every schedule) comes from :mod:`prunelib.sweep.cache`, built once per
 configuration and reused by later runs, so a warm run only re-times.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,11 +14,11 @@ from typing import Any
 import pytest
 import torch
 
-from prunelib.benchoptions import prune_option
-from prunelib.cache import SweepArtifacts, SweepSpec, default_cache_root, prepare_sweep
-from prunelib.data import DataError, Splits, load_data
-from prunelib.runtime import CTC_RUNTIMES
-from prunelib.suite import OptionError, SuiteOptions, parse_options, speech_specs, sweep_specs
+from prunelib.deploy.runtimes import CTC_RUNTIMES
+from prunelib.families.mlp.data import DataError, Splits, load_data
+from prunelib.plugin.options import prune_option
+from prunelib.sweep.cache import SweepArtifacts, SweepSpec, default_cache_root, prepare_sweep
+from prunelib.sweep.suite import OptionError, SuiteOptions, parse_options, speech_specs, sweep_specs
 
 RAW_OPTIONS = ("datasets", "methods", "iterations", "amount", "seed", "runtimes", "batches", "precisions", "threads")
 
@@ -51,7 +52,9 @@ class Suite:
             try:
                 self._splits[spec.data] = load_data(spec.data)
             except DataError as exc:
-                pytest.skip(f"{spec.data.name}: data not available ({exc}); pass --prune-data-dir or set PRUNELIB_DATA_DIR")
+                pytest.skip(
+                    f"{spec.data.name}: data not available ({exc}); pass --prune-data-dir or set PRUNELIB_DATA_DIR"
+                )
         return self._splits[spec.data]
 
     def sweep(self, spec: SweepSpec) -> SweepArtifacts:
@@ -87,7 +90,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "inference_case" in metafunc.fixturenames:
         cases = [
             InferenceCase(spec, k, runtime, batch)
-            for spec in suite.specs for k in _iterations(spec) for runtime in opts.runtimes for batch in opts.batches
+            for spec in suite.specs
+            for k in _iterations(spec)
+            for runtime in opts.runtimes
+            for batch in opts.batches
         ]
         metafunc.parametrize("inference_case", cases, ids=[c.id for c in cases])
     if "sweep_spec" in metafunc.fixturenames:
@@ -98,7 +104,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "precision_case" in metafunc.fixturenames:
         cases = [
             (spec, k, precision)
-            for spec in suite.specs for k in sorted({0, spec.prune.iterations // 2, spec.prune.iterations})
+            for spec in suite.specs
+            for k in sorted({0, spec.prune.iterations // 2, spec.prune.iterations})
             for precision in opts.precisions
         ]
         metafunc.parametrize("precision_case", cases, ids=[f"{s.label}-it{k:02d}-{p}" for s, k, p in cases])
@@ -112,7 +119,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize("speech_spec", specs, ids=[s.label for s in specs])
         else:  # one spec per speech model, for what does not depend on the schedule (sensitivity)
             per_model = [s for s in specs if s.method == "no-retrain"]
-            metafunc.parametrize("speech_model_spec", per_model, ids=[f"{s.dataset}-{Path(s.model).name}" for s in per_model])
+            metafunc.parametrize(
+                "speech_model_spec", per_model, ids=[f"{s.dataset}-{Path(s.model).name}" for s in per_model]
+            )
     if "pair" in metafunc.fixturenames:
         pairs = [p for p in opts.pairs if any((s.data.name, s.model) == p for s in suite.specs)]
         metafunc.parametrize("pair", pairs, ids=[f"{d}-{m}" for d, m in pairs])

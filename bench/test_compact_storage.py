@@ -4,6 +4,7 @@ The lab's COO file grew with pruning; the compact container must stay within 1.1
 entropy bound (plus 4 KiB) and below dense at every iteration. Each row also lands in the
 report's ``compact-storage`` table.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from prunelib.benchrecord import extra_info, record_extra
-from prunelib.cache import load_model
-from prunelib.compact import load_compact, model_tensors, save_compact
-from prunelib.storage import disk_dense_bytes, disk_sparse_bytes
+from prunelib.plugin.records import extra_info, record_extra
+from prunelib.storage.compact import load_compact, model_tensors, save_compact
+from prunelib.storage.lab import disk_dense_bytes, disk_sparse_bytes
+from prunelib.sweep.cache import load_model
 
 BOUND_FACTOR, FILE_OVERHEAD = 1.10, 4096
 
@@ -27,14 +28,30 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
     stats = save_compact(tensors, tmp_path / "model.prunelib", "fp32")
     dense, coo = disk_dense_bytes(model), disk_sparse_bytes(model)
     ratio = stats.disk_compact_bytes / stats.disk_bound_bytes
-    print(f"\n{spec.label} it{k:02d}: compact {stats.disk_compact_bytes:,} B, bound {stats.disk_bound_bytes:,} B, "
-          f"ratio {ratio:.3f}; dense {dense:,} B; lab COO {coo:,} B")
-    record_extra(request.config, "compact-storage", pd.DataFrame([{
-        "dataset": spec.data.name, "model": spec.model, "method": spec.prune.method, "iteration": k,
-        "sparsity": sweep.row(k)["sparsity"], "disk_compact_bytes": stats.disk_compact_bytes,
-        "disk_bound_bytes": stats.disk_bound_bytes, "compact_over_bound": round(ratio, 4),
-        "disk_dense_bytes": dense, "disk_sparse_bytes": coo,
-    }]))
+    print(
+        f"\n{spec.label} it{k:02d}: compact {stats.disk_compact_bytes:,} B, bound {stats.disk_bound_bytes:,} B, "
+        f"ratio {ratio:.3f}; dense {dense:,} B; lab COO {coo:,} B"
+    )
+    record_extra(
+        request.config,
+        "compact-storage",
+        pd.DataFrame(
+            [
+                {
+                    "dataset": spec.data.name,
+                    "model": spec.model,
+                    "method": spec.prune.method,
+                    "iteration": k,
+                    "sparsity": sweep.row(k)["sparsity"],
+                    "disk_compact_bytes": stats.disk_compact_bytes,
+                    "disk_bound_bytes": stats.disk_bound_bytes,
+                    "compact_over_bound": round(ratio, 4),
+                    "disk_dense_bytes": dense,
+                    "disk_sparse_bytes": coo,
+                }
+            ]
+        ),
+    )
     assert stats.disk_compact_bytes <= BOUND_FACTOR * stats.disk_bound_bytes + FILE_OVERHEAD
     assert stats.disk_compact_bytes < dense, "the compact file must never be larger than dense"
 
@@ -43,7 +60,12 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
     for name, t in tensors.items():
         assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), f"{name} changed in the round trip"
     benchmark.group = f"{spec.data.name}-{spec.model}-compact-load"
-    info = extra_info(spec, k, {**sweep.row(k), "disk_compact_bytes": stats.disk_compact_bytes,
-                                "disk_bound_bytes": stats.disk_bound_bytes},
-                      runtime="compact-load", batch_size=1, threads=suite.opts.threads)
+    info = extra_info(
+        spec,
+        k,
+        {**sweep.row(k), "disk_compact_bytes": stats.disk_compact_bytes, "disk_bound_bytes": stats.disk_bound_bytes},
+        runtime="compact-load",
+        batch_size=1,
+        threads=suite.opts.threads,
+    )
     benchmark.extra_info.update(info)

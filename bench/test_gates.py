@@ -3,18 +3,19 @@
 The sparsity schedule, monotone masks, rewinding, the cache's honesty, and the accuracy the lab
 reported; a functional regression in training or pruning fails here in minutes.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from prunelib.cache import load_model, masks_equal, replay_rewind_step
-from prunelib.pruning import named_masks
-from prunelib.schedules import get_schedule
-from prunelib.sparsity import expected_sparsity
-from prunelib.structured import neurons_remaining
-from prunelib.suite import accuracy_floor
-from prunelib.train import evaluate
+from prunelib.families.mlp.train import evaluate
+from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.schedules import get_schedule
+from prunelib.pruning.sparsity import expected_sparsity
+from prunelib.pruning.structured import neurons_remaining
+from prunelib.sweep.cache import load_model, masks_equal, replay_rewind_step
+from prunelib.sweep.suite import accuracy_floor
 
 #: How far the measured sparsity may sit from 1-(1-a)^k: per-step rounding to whole weights.
 SPARSITY_ATOL = 2e-3
@@ -33,7 +34,9 @@ def test_sparsity_follows_the_schedule(sweep_spec, suite) -> None:
         return
     for k, measured in zip(sweep.metrics["iteration"], sweep.metrics["sparsity"]):
         want = expected_sparsity(amount, int(k))
-        assert measured == pytest.approx(want, abs=SPARSITY_ATOL), f"it{k}: sparsity {measured:.4f}, schedule {want:.4f}"
+        assert measured == pytest.approx(want, abs=SPARSITY_ATOL), (
+            f"it{k}: sparsity {measured:.4f}, schedule {want:.4f}"
+        )
 
 
 def test_masks_are_binary_and_never_regrow(sweep_spec, suite) -> None:
@@ -60,8 +63,8 @@ def test_rewinding_restores_initial_weights(sweep_spec, suite) -> None:
     """Replaying a prune + rewind from the cached checkpoint gives the initial weights under the cached masks."""
     if not get_schedule(sweep_spec.prune.method).rewind:
         pytest.skip(f"{sweep_spec.prune.method} does not rewind")
-    from prunelib.checkpoint import read_tensors
-    from prunelib.models import effective_parameters
+    from prunelib.families.mlp.models import effective_parameters
+    from prunelib.storage.checkpoint import read_tensors
 
     sweep, splits = suite.sweep(sweep_spec), suite.splits(sweep_spec)
     initial = read_tensors(sweep.initial)

@@ -4,16 +4,17 @@ Each benchmark carries the checkpoint's accuracy, sparsity and sizes in ``extra_
 contract the report and ``prunelib compare`` read). Before anything is timed, the runtime's
 outputs must match PyTorch's: a wrong model is never timed.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from prunelib.benchrecord import extra_info, record_entry
-from prunelib.cache import load_model
-from prunelib.runtime import deploy, make_runner
-from prunelib.schedules import get_schedule
+from prunelib.deploy.runtimes import deploy, make_runner
+from prunelib.plugin.records import extra_info, record_entry
+from prunelib.pruning.schedules import get_schedule
+from prunelib.sweep.cache import load_model
 
 WARMUP_CALLS = 20  # caches and lazy initialisation settle before the first timed round
 PARITY_ATOL = 1e-4
@@ -43,8 +44,14 @@ def test_inference(benchmark, inference_case, suite, request: pytest.FixtureRequ
         runner(x)
 
     benchmark.group = f"{spec.data.name}-{spec.model}-{spec.prune.method}-b{case.batch}"
-    info = extra_info(spec, case.iteration, sweep.row(case.iteration), runtime=case.runtime,
-                      batch_size=case.batch, threads=suite.opts.threads)
+    info = extra_info(
+        spec,
+        case.iteration,
+        sweep.row(case.iteration),
+        runtime=case.runtime,
+        batch_size=case.batch,
+        threads=suite.opts.threads,
+    )
     benchmark.extra_info.update(info)
     record_entry(request.config, request.node, benchmark.group, info)
     benchmark(runner, x)

@@ -4,12 +4,13 @@ One Linear at a time is pruned by magnitude to increasing sparsity, everything e
 trained dense checkpoint; accuracy per (layer, sparsity) goes into the report's sensitivity table,
 summary sentence and plot.
 """
+
 from __future__ import annotations
 
-from prunelib.benchrecord import record_extra
-from prunelib.cache import load_model
-from prunelib.sensitivity import mlp_groups, sensitivity
-from prunelib.train import evaluate
+from prunelib.families.mlp.train import evaluate
+from prunelib.plugin.records import record_extra
+from prunelib.sweep.cache import load_model
+from prunelib.sweep.sensitivity import mlp_groups, sensitivity
 
 LEVELS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98)
 

@@ -4,17 +4,18 @@ For the first, middle and last checkpoint of each sweep the surviving values are
 reduced precision (compact file) and run with int8 dynamic quantization; the report's
 ``precision`` table shows what each costs or buys against fp32.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
 
-from prunelib.benchrecord import extra_info, record_entry, record_extra
-from prunelib.cache import load_model
 from prunelib.config import MeasureConfig
-from prunelib.runtime import make_runner
-from prunelib.schedules import get_schedule, static_metrics
+from prunelib.deploy.runtimes import make_runner
+from prunelib.plugin.records import extra_info, record_entry, record_extra
+from prunelib.pruning.schedules import get_schedule, static_metrics
+from prunelib.sweep.cache import load_model
 
 #: Reduced precision may flip a few borderline predictions, not many.
 MIN_ARGMAX_AGREEMENT = 0.9
@@ -25,12 +26,14 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
     sweep, splits = suite.sweep(spec), suite.splits(spec)
     structured = get_schedule(spec.prune.method).structured
     model = load_model(sweep, splits, k)
-    metrics = static_metrics(model, splits, MeasureConfig(threads=suite.opts.threads, precision=precision),
-                             structured=structured)
+    metrics = static_metrics(
+        model, splits, MeasureConfig(threads=suite.opts.threads, precision=precision), structured=structured
+    )
     fp32 = sweep.row(k)
 
-    runner = make_runner(model, "torch", splits.test.x[:64], suite.opts.threads, structured=structured,
-                         precision=precision)
+    runner = make_runner(
+        model, "torch", splits.test.x[:64], suite.opts.threads, structured=structured, precision=precision
+    )
     x = splits.test.x[:256]
     with torch.inference_mode():
         reference = make_runner(model, "torch", x, suite.opts.threads, structured=structured)(x)
@@ -48,10 +51,25 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
     record_entry(request.config, request.node, benchmark.group, info)
     benchmark(runner, xb)
     stats = getattr(benchmark, "stats", None)
-    record_extra(request.config, "precision", pd.DataFrame([{
-        "dataset": spec.data.name, "model": spec.model, "method": spec.prune.method, "iteration": k,
-        "sparsity": fp32["sparsity"], "precision": precision, "accuracy": metrics["accuracy"],
-        "accuracy_fp32": fp32["accuracy"], "accuracy_change_points": round(100 * (metrics["accuracy"] - fp32["accuracy"]), 2),
-        "disk_compact_bytes": metrics["disk_compact_bytes"], "disk_compact_bytes_fp32": fp32["disk_compact_bytes"],
-        "latency_median_s": stats.stats.median if stats is not None else float("nan"),
-    }]))
+    record_extra(
+        request.config,
+        "precision",
+        pd.DataFrame(
+            [
+                {
+                    "dataset": spec.data.name,
+                    "model": spec.model,
+                    "method": spec.prune.method,
+                    "iteration": k,
+                    "sparsity": fp32["sparsity"],
+                    "precision": precision,
+                    "accuracy": metrics["accuracy"],
+                    "accuracy_fp32": fp32["accuracy"],
+                    "accuracy_change_points": round(100 * (metrics["accuracy"] - fp32["accuracy"]), 2),
+                    "disk_compact_bytes": metrics["disk_compact_bytes"],
+                    "disk_compact_bytes_fp32": fp32["disk_compact_bytes"],
+                    "latency_median_s": stats.stats.median if stats is not None else float("nan"),
+                }
+            ]
+        ),
+    )

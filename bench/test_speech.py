@@ -2,11 +2,12 @@
 
 Runs for the speech pairs of ``--prune-datasets`` (e.g. ``fsdd:sew-fsdd``, ``librispeech:sew-tiny``,
 ``librispeech:/path/to/saved-model``); skipped with the reason when the data is not there.
-Checkpoints and WER come from :mod:`prunelib.speechcache`; each checkpoint is timed on a fixed
+Checkpoints and WER come from :mod:`prunelib.sweep.speechcache`; each checkpoint is timed on a fixed
 clip of audio in each runtime after ONNX Runtime's parity check on real utterances. Each speech
 pair runs the lab's magnitude sweep and a structured sweep (timed physically shrunk), and the exact
 SEW-tiny is timed dense and structurally pruned by 50 % and 90 %, held to the MLP's speed-up targets.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from prunelib.benchrecord import extra_info, record_entry, record_extra
 from prunelib.config import DataConfig, PruneConfig
-from prunelib.speechcache import SpeechSweepArtifacts, SpeechSweepSpec, prepare_speech_sweep
-from prunelib.runtime import CTC_RUNTIMES
-from prunelib.schedules import get_schedule
-from prunelib.targets import Target, Timing, judge
-from prunelib.suite import SPEECH_DATASETS
+from prunelib.deploy.runtimes import CTC_RUNTIMES
+from prunelib.measure.targets import Target, Timing, judge
+from prunelib.plugin.records import extra_info, record_entry, record_extra
+from prunelib.pruning.schedules import get_schedule
+from prunelib.sweep.speechcache import SpeechSweepArtifacts, SpeechSweepSpec, prepare_speech_sweep
+from prunelib.sweep.suite import SPEECH_DATASETS
 
 LATENCY_SECONDS = 2.0  # a typical FSDD utterance; SEW-tiny's 5 s check is test_sew_tiny_onnx
 PARITY_UTTERANCES = 5
@@ -46,8 +46,8 @@ MEMO = pytest.StashKey[dict]()
 
 def loaded(config: pytest.Config, suite, spec: SpeechSweepSpec) -> Loaded:
     """Model, processor, evaluation set and cached sweep of ``spec``, once per session; skip without data."""
-    from prunelib.speech.models import load_speech_model
-    from prunelib.speechcli import data_root, eval_set
+    from prunelib.cli.speech import data_root, eval_set
+    from prunelib.families.sew.models import load_speech_model
 
     memo = config.stash.setdefault(MEMO, {})
     if spec not in memo:
@@ -63,7 +63,7 @@ def loaded(config: pytest.Config, suite, spec: SpeechSweepSpec) -> Loaded:
 
 
 class _Spec:
-    """The fields :func:`prunelib.benchrecord.extra_info` reads, for a speech sweep."""
+    """The fields :func:`prunelib.plugin.records.extra_info` reads, for a speech sweep."""
 
     def __init__(self, spec: SpeechSweepSpec) -> None:
         self.data, self.model, self.seed = DataConfig(spec.dataset), spec.model, spec.seed
@@ -71,8 +71,8 @@ class _Spec:
 
 
 def test_speech_inference(benchmark, speech_case, suite, request) -> None:
-    from prunelib.speech.onnx import latency_input, make_ctc_runner
-    from prunelib.speech.sweep import load_sweep_checkpoint
+    from prunelib.families.sew.onnx import latency_input, make_ctc_runner
+    from prunelib.families.sew.sweep import load_sweep_checkpoint
 
     spec, k, runtime = speech_case
     state = loaded(request.config, suite, spec)
@@ -93,10 +93,10 @@ def test_speech_inference(benchmark, speech_case, suite, request) -> None:
 def test_speech_sweep_gates(speech_spec, suite, request) -> None:
     """The schedule's sparsity (structured: units left per group), and (FSDD model) the dense WER
     ceiling and WER growing with sparsity."""
-    from prunelib.sparsity import expected_sparsity
-    from prunelib.speech.structured import units_remaining
-    from prunelib.speech.sweep import load_sweep_checkpoint
-    from prunelib.structured import count_to_prune
+    from prunelib.families.sew.structured import units_remaining
+    from prunelib.families.sew.sweep import load_sweep_checkpoint
+    from prunelib.pruning.sparsity import expected_sparsity
+    from prunelib.pruning.structured import count_to_prune
 
     state = loaded(request.config, suite, speech_spec)
     sweep = state.sweep
@@ -105,7 +105,9 @@ def test_speech_sweep_gates(speech_spec, suite, request) -> None:
         for k in range(1, speech_spec.iterations + 1):
             want = {g: n - count_to_prune(speech_spec.amount, n) for g, n in want.items()}
             assert units_remaining(load_sweep_checkpoint(state.model, sweep.checkpoint(k))) == want, f"it{k}"
-        assert sweep.metrics["flops"].is_monotonic_decreasing and sweep.metrics["neuron_sparsity"].is_monotonic_increasing
+        assert (
+            sweep.metrics["flops"].is_monotonic_decreasing and sweep.metrics["neuron_sparsity"].is_monotonic_increasing
+        )
     else:
         for k, measured in zip(sweep.metrics["iteration"], sweep.metrics["sparsity"]):
             assert measured == pytest.approx(expected_sparsity(speech_spec.amount, int(k)), abs=2e-3)
@@ -117,7 +119,7 @@ def test_speech_sweep_gates(speech_spec, suite, request) -> None:
 
 def test_speech_sensitivity(speech_model_spec, suite, request) -> None:
     """WER with one component group pruned at a time (feature extractor, attention, feed-forward, each layer)."""
-    from prunelib.speech.sweep import wer_sensitivity
+    from prunelib.families.sew.sweep import wer_sensitivity
 
     spec = speech_model_spec
     state = loaded(request.config, suite, spec)
@@ -143,9 +145,9 @@ SEW_TINY_MODELS = pytest.StashKey[dict]()
 
 def sew_tiny_variant(config: pytest.Config, seed: int, variant: str):
     """SEW-tiny (weight norm folded), pruned by one structured step for a ``structured-*`` variant; once per session."""
-    from prunelib.speech.models import SEW_TINY_PARAMETERS, load_speech_model
-    from prunelib.speech.structured import structured_prune_step
-    from prunelib.speech.sweep import prepare_model
+    from prunelib.families.sew.models import SEW_TINY_PARAMETERS, load_speech_model
+    from prunelib.families.sew.structured import structured_prune_step
+    from prunelib.families.sew.sweep import prepare_model
 
     models = config.stash.setdefault(SEW_TINY_MODELS, {})
     if "dense" not in models:
@@ -166,10 +168,10 @@ def test_sew_tiny(benchmark, variant: str, runtime: str, suite, request) -> None
     ONNX parity (against the masked model), then latency per runtime."""
     if not any(d in SPEECH_DATASETS for d, _ in suite.opts.pairs):
         pytest.skip("no speech pair in --prune-datasets")
-    from prunelib.flops import count_flops
-    from prunelib.speech.onnx import latency_input, make_ctc_runner
-    from prunelib.speech.structured import unit_sparsity
-    from prunelib.speech.sweep import deployed
+    from prunelib.families.sew.onnx import latency_input, make_ctc_runner
+    from prunelib.families.sew.structured import unit_sparsity
+    from prunelib.families.sew.sweep import deployed
+    from prunelib.measure.flops import count_flops
 
     model, processor = sew_tiny_variant(request.config, suite.opts.seed, variant)
     structured = variant != "dense"
@@ -179,15 +181,25 @@ def test_sew_tiny(benchmark, variant: str, runtime: str, suite, request) -> None
     runs = deployed(model, structured)
     flops = count_flops(runs, x)
     benchmark.group = "sew-tiny-5s"
-    benchmark.extra_info.update({
-        "model": "sew-tiny", "method": variant, "runtime": runtime, "audio_seconds": SEW_TINY_SECONDS,
-        "threads": suite.opts.threads, "params_total": sum(p.numel() for p in model.parameters()),
-        "params_deployed": sum(p.numel() for p in runs.parameters()), "neuron_sparsity": unit_sparsity(model), "flops": flops,
-    })
+    benchmark.extra_info.update(
+        {
+            "model": "sew-tiny",
+            "method": variant,
+            "runtime": runtime,
+            "audio_seconds": SEW_TINY_SECONDS,
+            "threads": suite.opts.threads,
+            "params_total": sum(p.numel() for p in model.parameters()),
+            "params_deployed": sum(p.numel() for p in runs.parameters()),
+            "neuron_sparsity": unit_sparsity(model),
+            "flops": flops,
+        }
+    )
     benchmark(runner, x)
     if getattr(benchmark, "stats", None) is not None:
         stats = benchmark.stats.stats
-        request.config.stash.setdefault(SEW_TINY_TIMINGS, {})[(runtime, variant)] = Timing(stats.min, stats.median, flops)
+        request.config.stash.setdefault(SEW_TINY_TIMINGS, {})[(runtime, variant)] = Timing(
+            stats.min, stats.median, flops
+        )
 
 
 def test_sew_tiny_targets(suite, request) -> None:
@@ -195,7 +207,9 @@ def test_sew_tiny_targets(suite, request) -> None:
     timings = request.config.stash.get(SEW_TINY_TIMINGS, {})
     if not {("torch", "dense"), ("onnxruntime", "dense")} <= set(timings):
         pytest.skip("needs the SEW-tiny timings from this run (not under --benchmark-disable)")
-    table, failures = judge("sew-tiny-5s", timings, [Target("onnxruntime", "dense", "torch", "speedup", 1.0), *SEW_TINY_TARGETS])
+    table, failures = judge(
+        "sew-tiny-5s", timings, [Target("onnxruntime", "dense", "torch", "speedup", 1.0), *SEW_TINY_TARGETS]
+    )
     record_extra(request.config, "speedups", table)
     print("\n" + table.to_string(index=False))
     assert not failures, "; ".join(failures)

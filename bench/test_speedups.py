@@ -4,6 +4,7 @@ Timed by pytest-benchmark at batch 1; the last test takes the ratios within this
 them to the targets: structured speedup >= 0.7 x the ideal FLOP ratio at 50 % of neurons removed
 and >= 4x at 90 % (PyTorch and ONNX Runtime); sparse execution >= 2x dense at 95 % sparsity.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,12 +12,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from prunelib.benchrecord import extra_info, record_extra
-from prunelib.cache import SweepSpec, load_model
 from prunelib.config import DataConfig, MeasureConfig, PruneConfig
-from prunelib.runtime import make_runner
-from prunelib.targets import Target, Timing, judge
-from prunelib.suite import train_config
+from prunelib.deploy.runtimes import make_runner
+from prunelib.measure.targets import Target, Timing, judge
+from prunelib.plugin.records import extra_info, record_extra
+from prunelib.sweep.cache import SweepSpec, load_model
+from prunelib.sweep.suite import train_config
 
 #: variant -> (method, amount): one pruning step from the trained dense model.
 VARIANTS = {
@@ -25,10 +26,14 @@ VARIANTS = {
     "unstructured-95": ("no-retrain", 0.95),
 }
 CASES = [
-    ("torch", "dense"), ("onnxruntime", "dense"),
-    ("torch", "structured-50"), ("onnxruntime", "structured-50"),
-    ("torch", "structured-90"), ("onnxruntime", "structured-90"),
-    ("torch", "unstructured-95"), ("torch-sparse", "unstructured-95"),
+    ("torch", "dense"),
+    ("onnxruntime", "dense"),
+    ("torch", "structured-50"),
+    ("onnxruntime", "structured-50"),
+    ("torch", "structured-90"),
+    ("onnxruntime", "structured-90"),
+    ("torch", "unstructured-95"),
+    ("torch-sparse", "unstructured-95"),
 ]
 TARGETS = [
     Target("torch", "structured-50", "torch", "flop-fraction", 0.7),
@@ -43,8 +48,12 @@ TIMINGS = pytest.StashKey[dict]()
 def spec_for(suite, variant: str) -> SweepSpec:
     method, amount = VARIANTS.get(variant, ("structured-no-retrain", 0.5))
     return SweepSpec(
-        data=DataConfig("mnist5k", None, suite.opts.seed), model="mlp1m", train=train_config("mnist5k", suite.opts.quick),
-        prune=PruneConfig(method, amount, 1), measure=MeasureConfig(threads=suite.opts.threads), seed=suite.opts.seed,
+        data=DataConfig("mnist5k", None, suite.opts.seed),
+        model="mlp1m",
+        train=train_config("mnist5k", suite.opts.quick),
+        prune=PruneConfig(method, amount, 1),
+        measure=MeasureConfig(threads=suite.opts.threads),
+        seed=suite.opts.seed,
     )
 
 
@@ -63,8 +72,14 @@ def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
     for _ in range(50):
         runner(x)
     benchmark.group = "mnist5k-mlp1m-speedups-b1"
-    info = extra_info(replace(spec, prune=replace(spec.prune, method=variant)), k, sweep.row(k), runtime=runtime,
-                      batch_size=1, threads=suite.opts.threads)
+    info = extra_info(
+        replace(spec, prune=replace(spec.prune, method=variant)),
+        k,
+        sweep.row(k),
+        runtime=runtime,
+        batch_size=1,
+        threads=suite.opts.threads,
+    )
     benchmark.extra_info.update(info)
     benchmark(runner, x)
     stats = getattr(benchmark, "stats", None)

@@ -1,6 +1,7 @@
 """``python -m prunelib`` entry point."""
+
 import sys
 
-from prunelib.cli import main
+from prunelib.cli.main import main
 
 sys.exit(main())

@@ -1,4 +1,5 @@
 """Every knob of a run as frozen dataclasses: the CLI, the pytest options and the cache key derive from these."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,8 @@ class PruneConfig:
 class MeasureConfig:
     """How a model is deployed and timed: runtime, value precision, timed runs after warm-up, batches.
 
-    ``runtime`` is one of :data:`prunelib.runtime.RUNTIMES`, ``precision`` one of
-    :data:`prunelib.quantize.PRECISIONS` (``fp32`` as trained; ``fp16`` weights stored in half
+    ``runtime`` is one of :data:`prunelib.deploy.runtimes.RUNTIMES`, ``precision`` one of
+    :data:`prunelib.deploy.precision.PRECISIONS` (``fp32`` as trained; ``fp16`` weights stored in half
     precision, computed in fp32; ``int8`` dynamic int8 inference). ``torch-sparse`` has no int8
     kernels, so that pair is rejected here, before any training.
     """
@@ -73,9 +74,9 @@ class MeasureConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        # imported here: both modules import prunelib.pruning, which imports this module
-        from prunelib.quantize import check_precision
-        from prunelib.runtime import check_deployable
+        # imported here: both modules import prunelib.pruning.criteria, which imports this module
+        from prunelib.deploy.precision import check_precision
+        from prunelib.deploy.runtimes import check_deployable
 
         check_precision(self.precision)
         check_deployable(self.runtime, self.precision)

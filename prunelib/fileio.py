@@ -1,10 +1,11 @@
 """Atomic file writes: a reader never sees a half-written report, and nothing is overwritten by accident."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def write_atomic(path: Path | str, writer: Callable[[Path], None]) -> Path:

@@ -1,8 +1,10 @@
 """Progress bars for long loops, quiet when stderr is not a terminal (CI logs, pipes)."""
+
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 

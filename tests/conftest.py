@@ -4,6 +4,7 @@ Session fixtures hold only what is expensive and never mutated (loaded splits, o
 LeNet); tests that change a model get a deep copy. Builders are session-scoped factories so
 hypothesis tests can use them (they keep no state). Nothing here touches global settings.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,8 @@ import copy
 import gzip
 import os
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -20,10 +21,10 @@ import torch
 from torch import nn
 
 from prunelib.config import DataConfig, TrainConfig
-from prunelib.data import DATA_DIR_ENV, Split, Splits, load_data
-from prunelib.models import MLP, ModelSpec
-from prunelib.pruning import initial_state
-from prunelib.train import init_model, train
+from prunelib.families.mlp.data import DATA_DIR_ENV, Split, Splits, load_data
+from prunelib.families.mlp.models import MLP, ModelSpec
+from prunelib.families.mlp.train import init_model, train
+from prunelib.pruning.criteria import initial_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,8 +196,10 @@ def write_sst2() -> Callable[..., Path]:
     return _write_sst2
 
 
-TOY_SST2_TRAIN = [f"{w} movie {'good' if i % 2 else 'bad'} film\t{i % 2}" for i, w in enumerate(
-    "a the one this that an some any each every my your our their his her".split())]
+TOY_SST2_TRAIN = [
+    f"{w} movie {'good' if i % 2 else 'bad'} film\t{i % 2}"
+    for i, w in enumerate("a the one this that an some any each every my your our their his her".split())
+]
 TOY_SST2_DEV = ["movie good film\t1", "movie bad unseenword\t0", "film\t1", "zzz yyy\t0"]
 
 

@@ -1,4 +1,5 @@
 """Config: fraction checks, validated frozen dataclasses, per-data-set defaults, a stable cache key."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -112,6 +113,7 @@ def test_measure_config_precision_and_runtime_are_validated() -> None:
 def test_config_key_changes_with_precision_and_runtime() -> None:
     keys = {
         config_key(RunConfig(measure=MeasureConfig(runtime=r, precision=p)))
-        for r in ("torch", "onnxruntime") for p in ("fp32", "fp16", "int8")
+        for r in ("torch", "onnxruntime")
+        for p in ("fp32", "fp16", "int8")
     }
     assert len(keys) == 6

@@ -1,10 +1,11 @@
 """Atomic writes: whole old or whole new content, no temporary left behind, permissions from the umask."""
+
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 

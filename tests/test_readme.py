@@ -1,4 +1,5 @@
 """The README's commands are the ones CI runs and the options it documents exist."""
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_documented_bench_options_are_registered() -> None:
-    from prunelib.benchoptions import OPTIONS
+    from prunelib.plugin.options import OPTIONS
 
     registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick"}
     documented = set(re.findall(r"`(--prune-[a-z-]+)", (ROOT / "README.md").read_text()))

@@ -1,0 +1,91 @@
+"""The bench suite's ``--prune-*`` pytest options: names, help, and how a value is read.
+
+Registered by the root ``conftest.py``; a value comes from the command line, else from the ini
+setting of the same name in ``pyproject.toml``, else prunelib's default.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+#: (option, ini name, help). Values left unset fall back to the ini value in pyproject.toml, then to prunelib's default.
+OPTIONS: tuple[tuple[str, str, str], ...] = (
+    (
+        "--prune-datasets",
+        "prune_datasets",
+        "comma list of DATASET:MODEL pairs, e.g. mnist5k:lenet300,sst2:sst2-mlp,fsdd:sew-fsdd (default mnist5k:lenet300)",
+    ),
+    (
+        "--prune-methods",
+        "prune_methods",
+        "comma list of pruning methods (default no-retrain,imp-rewind,imp-finetune,random; also structured-no-retrain, structured-imp-rewind, structured-imp-finetune, layerwise)",
+    ),
+    (
+        "--prune-iterations",
+        "prune_iterations",
+        "pruning steps after the dense model (default 10; 5 with --prune-quick)",
+    ),
+    (
+        "--prune-amount",
+        "prune_amount",
+        "fraction of the remaining weights pruned per step (default 0.33; 0.5 with --prune-quick)",
+    ),
+    ("--prune-seed", "prune_seed", "seed of data split, init, batch order and random masks (default 0)"),
+    (
+        "--prune-runtimes",
+        "prune_runtimes",
+        "runtimes timed: torch, onnxruntime, torch-sparse (default torch,onnxruntime)",
+    ),
+    ("--prune-batches", "prune_batches", "batch sizes timed: latency at 1 and a throughput batch (default 1,256)"),
+    (
+        "--prune-precisions",
+        "prune_precisions",
+        "value precisions measured besides fp32: fp16, int8 (default fp16,int8)",
+    ),
+    (
+        "--prune-threads",
+        "prune_threads",
+        "intra-op threads for torch and ONNX Runtime, recorded in every result (default 1)",
+    ),
+    (
+        "--prune-reports",
+        "prune_reports",
+        "folder receiving one report folder per run plus a 'latest' link (default reports/)",
+    ),
+    (
+        "--prune-cache-dir",
+        "prune_cache_dir",
+        "checkpoint cache (default $PRUNELIB_CACHE_DIR/bench or ~/.cache/prunelib/bench)",
+    ),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the ``prunelib`` option group and its ini settings."""
+    group = parser.getgroup("prunelib", "prunelib pruning benchmarks")
+    group.addoption(
+        "--prune-data-dir",
+        default=os.environ.get("PRUNELIB_DATA_DIR"),
+        help="data root holding one folder per data set (sst2/, fsdd/, mnist/, ...); default $PRUNELIB_DATA_DIR",
+    )
+    for flag, ini, text in OPTIONS:
+        group.addoption(flag, default=None, help=text)
+        parser.addini(ini, help=text, default=None)
+    group.addoption(
+        "--prune-quick",
+        action="store_true",
+        default=False,
+        help="CI gate: fewer iterations (5 x 50 %%) and epochs; asserts correctness, use with --benchmark-disable",
+    )
+
+
+def prune_option(config: pytest.Config, flag: str) -> Any:
+    """A ``--prune-*`` value: the command line, else the ini value, else ``None``."""
+    value = config.getoption(flag)
+    if value is None:
+        ini = dict((f, i) for f, i, _ in OPTIONS).get(flag)
+        value = config.getini(ini) if ini else None
+    return value or None

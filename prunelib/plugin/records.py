@@ -1,0 +1,115 @@
+"""What bench tests record for the report, beside pytest-benchmark's own JSON.
+
+pytest-benchmark drops every entry (``extra_info`` included) under ``--benchmark-disable``, as
+in the CI gate; the bench suite keeps its own copy of each entry's ``extra_info`` so the report
+still has accuracy, sparsity and sizes, and extra tables (e.g. sensitivity) travel the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pytest
+
+
+@dataclass
+class Records:
+    """Entries in pytest-benchmark's JSON shape (without stats) and extra tables by name."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+RECORDS = pytest.StashKey[Records]()
+
+
+def records_of(config: pytest.Config) -> Records:
+    """The session's :class:`Records`, created on first use."""
+    if RECORDS not in config.stash:
+        config.stash[RECORDS] = Records()
+    return config.stash[RECORDS]
+
+
+def record_entry(config: pytest.Config, node: pytest.Item, group: str | None, extra_info: dict[str, Any]) -> None:
+    """Keep a benchmark's identity and ``extra_info`` (a copy) for the report."""
+    records_of(config).entries.append(
+        {"name": node.name, "fullname": node.nodeid, "group": group, "extra_info": dict(extra_info), "stats": None}
+    )
+
+
+def record_extra(config: pytest.Config, name: str, frame: pd.DataFrame) -> None:
+    """Add ``frame`` to the report's extra tables under ``name``, appending to an existing one."""
+    extras = records_of(config).extras
+    extras[name] = frame if name not in extras else pd.concat([extras[name], frame], ignore_index=True)
+
+
+def merge_entries(bench: dict[str, Any], records: Records) -> dict[str, Any]:
+    """``bench`` plus the recorded entries pytest-benchmark did not keep (e.g. under --benchmark-disable)."""
+    timed = bench.get("benchmarks") or []
+    have = {e.get("fullname") for e in timed if isinstance(e, dict)}
+    missing = [e for e in records.entries if e["fullname"] not in have]
+    return {**bench, "benchmarks": [*timed, *missing]}
+
+
+def session_bench(session: pytest.Session, records: Records) -> dict[str, Any]:
+    """The session's pytest-benchmark JSON dict with the recorded entries merged in."""
+    from prunelib.report.writer import bench_from_session
+
+    return merge_entries(bench_from_session(session), records)
+
+
+def versions() -> dict[str, str]:
+    """``torch_version`` and ``onnxruntime_version`` as the extra_info contract names them."""
+    from prunelib.measure.machine import package_versions
+
+    found = package_versions(("torch", "onnxruntime"))
+    return {"torch_version": found.get("torch", "n/a"), "onnxruntime_version": found.get("onnxruntime", "n/a")}
+
+
+def extra_info(
+    spec: Any,
+    iteration: int,
+    metrics: dict[str, Any],
+    *,
+    runtime: str,
+    batch_size: int,
+    threads: int,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """The stable ``extra_info`` keys of one benchmark (see :data:`prunelib.report.writer.STABLE_KEYS`).
+
+    ``metrics`` is the cached static-metrics row of the checkpoint (accuracy or wer, sparsity,
+    parameter counts, sizes on disk, flops); timing is pytest-benchmark's own.
+    """
+    keep = (
+        "sparsity",
+        "sparsity_model",
+        "accuracy",
+        "wer",
+        "params_total",
+        "params_nonzero",
+        "disk_dense_bytes",
+        "disk_sparse_bytes",
+        "disk_compact_bytes",
+        "disk_bound_bytes",
+        "flops",
+        "neuron_sparsity",
+        "params_deployed",
+    )
+    info: dict[str, Any] = {
+        "dataset": spec.data.name,
+        "model": spec.model,
+        "method": spec.prune.method,
+        "iteration": int(iteration),
+        "amount": float(spec.prune.amount),
+        **{k: metrics[k] for k in keep if k in metrics},
+        "runtime": runtime,
+        "batch_size": int(batch_size),
+        "threads": int(threads),
+        "seed": int(spec.seed),
+        "precision": precision,
+        **versions(),
+    }
+    return info

@@ -1,0 +1,1 @@
+"""prunelib.pruning.criteria."""

@@ -1,0 +1,253 @@
+"""Structured pruning of whole hidden neurons (L2 criterion) and physical shrinking of the MLP.
+
+Two separate steps, as in the house style: :func:`structured_prune_step` *chooses* neurons and
+records the choice as ``torch.nn.utils.prune`` masks (``weight_mask`` rows and ``bias_mask``
+entries), so IMP's rewind (copy initial ``*_orig``, keep ``*_mask``) works unchanged;
+:func:`shrink` later *rebuilds* a smaller :class:`~prunelib.families.mlp.models.MLP` without the dead
+neurons, with the same outputs.
+
+The rule, in one place:
+
+* Only hidden Linear layers (``model.layers``) lose neurons; the output layer ``model.out``
+  never does. Each hidden layer is pruned separately (per-layer, not global: row norms of
+  layers with different fan-in are not comparable).
+* A neuron's score is the L2 norm of its effective weight row (``weight_orig * weight_mask``);
+  its bias does not enter the score but is masked together with the row, so the neuron is dead
+  (``relu(0 @ x + 0) = 0``).
+* ``amount`` is the fraction of the layer's *remaining* neurons removed this step (remaining =
+  rows whose weight mask is not all zero, torch's structured convention). The number removed
+  is ``round(amount * remaining)`` (Python's round, half to even, as in
+  :mod:`prunelib.pruning.criteria` and torch), capped at ``remaining - 1`` so every layer keeps at
+  least one neuron.
+* Ties: neurons are ranked by (norm, index) ascending, so among equal norms the lower index
+  is removed first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from prunelib.config import check_fraction
+from prunelib.families.mlp.models import MLP
+
+Params = list[tuple[nn.Module, str]]
+
+
+def count_to_prune(amount: float, remaining: int) -> int:
+    """How many of ``remaining`` neurons one step of ``amount`` removes (module docstring rule).
+
+    Raises:
+        ValueError: ``amount`` not strictly between 0 and 1, or ``remaining`` < 1.
+    """
+    check_fraction("amount", amount)
+    if not isinstance(remaining, int) or remaining < 1:
+        raise ValueError(f"remaining must be an int >= 1, got {remaining!r}")
+    return min(round(float(amount) * remaining), remaining - 1)
+
+
+class L2NeuronStructured(prune.BasePruningMethod):
+    """Criterion: remove the output units (rows, ``dim=0``) with the smallest L2 norm.
+
+    A torch pruning method, so repeated steps compose through torch's ``PruningContainer``,
+    which hands :meth:`compute_mask` only the rows still alive.
+    """
+
+    PRUNING_TYPE = "structured"
+    dim = 0
+
+    def __init__(self, amount: float) -> None:
+        self.amount = check_fraction("amount", amount)
+
+    def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
+        """Mask zeroing the ``count_to_prune(amount, rows)`` lowest-norm rows of ``t``."""
+        rows = t.shape[0]
+        mask = default_mask.clone(memory_format=torch.contiguous_format)
+        n = count_to_prune(self.amount, rows) if rows > 0 else 0
+        if n == 0:
+            return mask
+        norms = torch.linalg.vector_norm(t.detach().reshape(rows, -1).double(), dim=1)
+        order = torch.sort(norms, stable=True).indices  # ascending norm, then ascending index
+        mask[order[:n]] = 0
+        return mask
+
+
+def hidden_linears(model: MLP) -> list[tuple[str, nn.Linear]]:
+    """The hidden Linear layers of ``model`` (the ones whose neurons may be pruned), in order."""
+    if not isinstance(model, MLP):
+        raise TypeError(f"expected a prunelib MLP, got {type(model).__name__}")
+    return [(f"layers.{i}", m) for i, m in enumerate(model.layers) if isinstance(m, nn.Linear)]
+
+
+def effective_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
+    """``name`` of ``module`` as the forward pass uses it, recomputed from ``*_orig * *_mask``.
+
+    Recomputed rather than read from ``module.<name>``, which torch refreshes only on forward
+    and so is stale right after a rewind.
+    """
+    orig = getattr(module, name + "_orig", None)
+    if orig is not None:
+        return (orig * getattr(module, name + "_mask").to(orig.dtype)).detach()
+    value = getattr(module, name, None)
+    return None if value is None else value.detach()
+
+
+def hidden_parameters(model: MLP) -> Params:
+    """The ``(module, "weight")`` pairs whose rows (neurons) structured pruning may remove."""
+    return [(m, "weight") for _, m in hidden_linears(model)]
+
+
+def neuron_prune(
+    params: Params,
+    amount: float,
+    seed: int = 0,
+    method: type[prune.BasePruningMethod] = L2NeuronStructured,
+) -> None:
+    """Prune ``amount`` of the remaining output units of each of ``params``, in place.
+
+    Same signature as the criteria of :mod:`prunelib.pruning.criteria` (``seed`` is unused: L2 is
+    deterministic). Mutates each module: adds or tightens ``weight_mask`` (whole rows) and
+    ``bias_mask`` through ``torch.nn.utils.prune``; weights themselves are untouched.
+
+    Args:
+        params: ``(module, "weight")`` pairs; pass :func:`hidden_parameters` so the output
+            layer is spared.
+        amount: fraction strictly between 0 and 1 of each layer's remaining units to remove.
+        method: the criterion, a structured torch pruning method taking ``amount``.
+
+    Raises:
+        ValueError: ``amount`` not strictly between 0 and 1, or a name other than "weight".
+    """
+    check_fraction("amount", amount)
+    for module, name in params:
+        if name != "weight":
+            raise ValueError(f"neuron pruning acts on 'weight', got {name!r}")
+        scores = effective_tensor(module, "weight")
+        method.apply(module, "weight", amount, importance_scores=scores)
+        if getattr(module, "bias", None) is not None:
+            mask = module.weight_mask
+            row_alive = mask.reshape(mask.shape[0], -1).any(dim=1).to(mask.dtype)
+            prune.custom_from_mask(module, "bias", row_alive)
+
+
+def structured_prune_step(model: MLP, amount: float) -> None:
+    """One L2 structured step on ``model``: :func:`neuron_prune` of its hidden layers, in place."""
+    neuron_prune(hidden_parameters(model), amount)
+
+
+def alive_neurons(module: nn.Module) -> torch.Tensor:
+    """Boolean vector over output units of ``module``: False where the unit is dead.
+
+    Dead means its effective weight row and bias are all zero, so after a ReLU it outputs 0
+    for every input. Judged on values, so it works on masked and on ``prune.remove``-d models.
+    """
+    weight = effective_tensor(module, "weight")
+    if weight is None:
+        raise ValueError(f"module {module!r} has no weight")
+    alive = weight.reshape(weight.shape[0], -1).ne(0).any(dim=1)
+    bias = effective_tensor(module, "bias")
+    if bias is not None:
+        alive |= bias.ne(0)
+    return alive
+
+
+def neurons_remaining(model: MLP) -> dict[str, int]:
+    """Number of alive neurons per hidden layer, e.g. ``{"layers.0": 512, "layers.2": 300}``."""
+    return {name: int(alive_neurons(m).sum()) for name, m in hidden_linears(model)}
+
+
+def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    """A fresh Linear/Conv1d like ``module`` holding ``weight`` and ``bias`` (no pruning hooks)."""
+    if isinstance(module, nn.Linear):
+        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    elif isinstance(module, nn.Conv1d):
+        if module.groups != 1:
+            raise ValueError(f"only groups=1 Conv1d can be shrunk, got groups={module.groups}")
+        new = nn.Conv1d(
+            weight.shape[1],
+            weight.shape[0],
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            1,
+            bias is not None,
+            module.padding_mode,
+        )
+    else:
+        raise TypeError(f"can shrink Linear or Conv1d, got {type(module).__name__}")
+    new = new.to(dtype=weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    return new
+
+
+def shrink_pair(
+    producer: nn.Module, consumer: nn.Module, keep: torch.Tensor | Sequence[int]
+) -> tuple[nn.Module, nn.Module]:
+    """New ``(producer, consumer)`` keeping only units ``keep`` between them.
+
+    ``producer`` loses output units (weight dim 0, bias), ``consumer`` the matching inputs
+    (weight dim 1). Works for Linear and groups=1 Conv1d (channels), reparametrized or not;
+    the inputs are not mutated. Exact when the dropped units output 0 after the activation in
+    between (dead units under ReLU/GELU/tanh, not sigmoid).
+
+    Args:
+        keep: boolean mask over the producer's outputs, or sorted indices to keep.
+
+    Raises:
+        ValueError: ``keep`` does not fit the layers' shapes or keeps nothing.
+    """
+    w1, b1 = effective_tensor(producer, "weight"), effective_tensor(producer, "bias")
+    w2, b2 = effective_tensor(consumer, "weight"), effective_tensor(consumer, "bias")
+    if w1 is None or w2 is None:
+        raise ValueError("producer and consumer need weights")
+    if w1.shape[0] != w2.shape[1]:
+        raise ValueError(f"producer has {w1.shape[0]} outputs but consumer {w2.shape[1]} inputs")
+    keep = torch.as_tensor(keep)
+    if keep.dtype == torch.bool:
+        if keep.shape != (w1.shape[0],):
+            raise ValueError(f"boolean keep must have shape ({w1.shape[0]},), got {tuple(keep.shape)}")
+        keep = keep.nonzero().flatten()
+    keep = keep.to(torch.long)
+    if keep.numel() == 0 or keep.min() < 0 or keep.max() >= w1.shape[0]:
+        raise ValueError(f"keep must select 1..{w1.shape[0]} valid units, got {keep.tolist()}")
+    new_producer = rebuild_layer(producer, w1[keep], None if b1 is None else b1[keep])
+    new_consumer = rebuild_layer(consumer, w2[:, keep], b2)
+    return new_producer, new_consumer
+
+
+def shrink(model: MLP) -> MLP:
+    """A new, smaller MLP with every dead hidden neuron physically removed; same outputs.
+
+    ``model`` is not mutated; it may be reparametrized (masks) or have had ``prune.remove``.
+    The result has no pruning hooks; remaining unstructured zeros stay as zeros.
+    """
+    linears = [m for _, m in hidden_linears(model)] + [model.out]
+    new_linears: list[nn.Module] = [linears[0]]
+    for i in range(len(linears) - 1):
+        keep = alive_neurons(linears[i])
+        if not keep.any():  # a fully dead layer: keep one (zero) unit so shapes stay valid
+            keep[0] = True
+        new_linears[i], new_next = shrink_pair(new_linears[i], linears[i + 1], keep)
+        new_linears.append(new_next)
+    if len(linears) == 1:  # no hidden layer: just copy the output layer
+        new_linears[0] = rebuild_layer(
+            linears[0], effective_tensor(linears[0], "weight"), effective_tensor(linears[0], "bias")
+        )
+    hidden = tuple(m.out_features for m in new_linears[:-1])
+    small = MLP(linears[0].in_features, hidden, model.out.out_features)
+    small = small.to(dtype=new_linears[-1].weight.dtype)
+    if model.embedding is not None:  # input side is untouched: copy it whole
+        small.embedding = copy.deepcopy(model.embedding)
+    with torch.no_grad():
+        for i, m in enumerate(new_linears[:-1]):
+            small.layers[2 * i].load_state_dict(m.state_dict())
+        small.out.load_state_dict(new_linears[-1].state_dict())
+    return small.train(model.training)

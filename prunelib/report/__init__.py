@@ -1,0 +1,1 @@
+"""prunelib.report.writer."""

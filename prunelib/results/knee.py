@@ -1,0 +1,213 @@
+"""The knee of a sparsity sweep: how far a method prunes before accuracy leaves the dense model's.
+
+Rule (monotone): walk the iterations in order of increasing sparsity; an iteration *passes*
+when its accuracy is at least ``dense - tolerance`` (for WER: at most ``dense + tolerance``),
+where ``dense`` is iteration 0. The knee is the last iteration before the first one that
+fails, so the knee and every lower-sparsity iteration pass. A later iteration that recovers
+(noise, or retraining luck) does not move the knee: a deployment choosing "the sparsest model
+still as good as dense" should not rely on a point whose neighbours below it are worse.
+A missing (NaN) metric fails, since it cannot be shown to be within tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+#: Absolute slack on the comparison so 0.98 - 0.97 counts as exactly one point.
+EPS = 1e-9
+
+KNEE_COLUMNS: tuple[str, ...] = (
+    "method",
+    "metric",
+    "tolerance_points",
+    "dense_metric",
+    "knee_iteration",
+    "knee_sparsity",
+    "knee_metric",
+    "change_points",
+    "latency_dense_s",
+    "latency_knee_s",
+    "latency_ratio",
+    "speedup",
+    "disk_dense_bytes",
+    "disk_knee_sparse_bytes",
+    "size_ratio",
+    "disk_knee_compact_bytes",
+    "compact_size_ratio",
+    "iterations_checked",
+    "note",
+)
+
+
+def _metric(df: pd.DataFrame) -> str:
+    has_wer = "wer" in df and df["wer"].notna().any()
+    has_acc = "accuracy" in df and df["accuracy"].notna().any()
+    if has_wer and has_acc:
+        raise ValueError("sweep has both 'accuracy' and 'wer' values; pass one model's rows")
+    if has_wer:
+        return "wer"
+    if "accuracy" in df:
+        return "accuracy"
+    if "wer" in df:
+        return "wer"
+    raise ValueError(f"sweep needs an 'accuracy' or 'wer' column, got columns {list(df.columns)}")
+
+
+def _num(value: object) -> float:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if math.isfinite(num) and math.isfinite(den) and den > 0 else math.nan
+
+
+def _knee_one(sweep: pd.DataFrame, metric: str, tolerance: float) -> dict[str, object]:
+    """Knee row of one method's sweep (one row per iteration)."""
+    row: dict[str, object] = {c: math.nan for c in KNEE_COLUMNS}
+    row.update(metric=metric, tolerance_points=100 * tolerance, note="", iterations_checked=0)
+    if sweep["iteration"].duplicated().any():
+        dups = sorted(sweep.loc[sweep["iteration"].duplicated(), "iteration"].tolist())
+        raise ValueError(f"one row per iteration expected (e.g. runtime torch, batch 1); duplicated iterations: {dups}")
+    dense_rows = sweep[sweep["iteration"].map(_num) == 0]
+    if dense_rows.empty:
+        row["note"] = f"no dense row (iteration 0); iterations present: {sorted(sweep['iteration'].tolist())}"
+        return row
+    dense = dense_rows.iloc[0]
+    dense_metric = _num(dense[metric])
+    row["dense_metric"] = dense_metric
+    if not math.isfinite(dense_metric):
+        row["note"] = f"dense {metric} is missing"
+        return row
+    ordered = sweep.assign(_s=sweep["sparsity"].map(_num)).sort_values(["_s", "iteration"], kind="stable")
+    knee = None
+    checked = 0
+    for _, r in ordered.iterrows():
+        value = _num(r[metric])
+        checked += 1
+        ok = math.isfinite(value) and (
+            value <= dense_metric + tolerance + EPS if metric == "wer" else value >= dense_metric - tolerance - EPS
+        )
+        if not ok:
+            row["note"] = f"first failing iteration {int(_num(r['iteration']))} ({metric} {value:.4f})"
+            break
+        knee = r
+    row["iterations_checked"] = checked
+    if knee is None:  # the dense row sits at the lowest sparsity, so this only happens if it is not at 0
+        row["note"] = row["note"] or "no iteration passes"
+        return row
+    knee_metric = _num(knee[metric])
+    lat_dense, lat_knee = _num(dense.get("latency_mean_s")), _num(knee.get("latency_mean_s"))
+    dense_bytes = _num(dense.get("disk_dense_bytes"))
+    sparse_bytes = _num(knee.get("disk_sparse_bytes"))
+    compact_bytes = _num(knee.get("disk_compact_bytes"))
+    row.update(
+        knee_iteration=int(_num(knee["iteration"])),
+        knee_sparsity=_num(knee["sparsity"]),
+        knee_metric=knee_metric,
+        change_points=100 * (knee_metric - dense_metric),
+        latency_dense_s=lat_dense,
+        latency_knee_s=lat_knee,
+        latency_ratio=_ratio(lat_knee, lat_dense),
+        speedup=_ratio(lat_dense, lat_knee),
+        disk_dense_bytes=dense_bytes,
+        disk_knee_sparse_bytes=sparse_bytes,
+        size_ratio=_ratio(sparse_bytes, dense_bytes),
+        disk_knee_compact_bytes=compact_bytes,
+        compact_size_ratio=_ratio(compact_bytes, dense_bytes),
+    )
+    if not row["note"]:
+        row["note"] = "all iterations pass"
+    return row
+
+
+def find_knee(df: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
+    """The highest sparsity whose accuracy (and every lower sparsity's) stays within ``tolerance`` of dense.
+
+    Args:
+        df: a sweep, one row per iteration (per method when a ``method`` column is present),
+            with ``iteration``, ``sparsity`` (fraction), ``accuracy`` or ``wer`` (fraction) and
+            optionally ``latency_mean_s``, ``disk_dense_bytes``, ``disk_sparse_bytes``,
+            ``disk_compact_bytes``.
+        tolerance: allowed absolute change as a fraction (0.01 = 1 point): accuracy may drop,
+            WER may rise, by at most this much.
+
+    Returns:
+        One row per method (columns :data:`KNEE_COLUMNS`). Ratios are knee / dense model:
+        ``latency_ratio`` (``speedup`` is its inverse), ``size_ratio`` = knee's sparse COO size
+        over the dense model's dense size, ``compact_size_ratio`` likewise. ``note`` says
+        why a knee is missing or which iteration failed first.
+
+    Raises:
+        ValueError: tolerance negative or not finite, required columns missing, or a method
+            with two rows for one iteration.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    tol = _num(tolerance)
+    if not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tolerance must be a finite fraction >= 0 (0.01 = 1 point), got {tolerance!r}")
+    missing = [c for c in ("iteration", "sparsity") if c not in df]
+    if missing:
+        raise ValueError(f"sweep lacks columns {missing}; has {list(df.columns)}")
+    metric = _metric(df)
+    if "method" in df:
+        parts = [(str(m), g) for m, g in df.groupby(df["method"].astype(str), sort=True)]
+    else:
+        parts = [("", df)]
+    rows = []
+    for method, sweep in parts:
+        r = _knee_one(sweep, metric, tol)
+        r["method"] = method
+        rows.append(r)
+    out = pd.DataFrame(rows, columns=list(KNEE_COLUMNS))
+    if "method" not in df:
+        out = out.drop(columns="method")
+    return out
+
+
+def knee_table(knees: pd.DataFrame) -> pd.DataFrame:
+    """Human-readable knee table (percent, ms, MB, ratios) for a report."""
+
+    def pct(v: object) -> object:
+        f = _num(v)
+        return round(100 * f, 2) if math.isfinite(f) else np.nan
+
+    def ms(v: object) -> object:
+        f = _num(v)
+        return float(f"{1e3 * f:.3g}") if math.isfinite(f) else np.nan
+
+    def ratio(v: object) -> object:
+        f = _num(v)
+        return round(f, 3) if math.isfinite(f) else np.nan
+
+    metric = str(knees["metric"].iloc[0]) if len(knees) else "accuracy"
+    name = "WER" if metric == "wer" else "Accuracy"
+    table = pd.DataFrame(
+        {
+            **({"Method": knees["method"]} if "method" in knees else {}),
+            f"Dense {name} (%)": knees["dense_metric"].map(pct),
+            "Knee iteration": knees["knee_iteration"]
+            .map(lambda v: int(v) if math.isfinite(_num(v)) else np.nan)
+            .astype("Int64"),
+            "Knee sparsity (%)": knees["knee_sparsity"].map(pct),
+            f"Knee {name} (%)": knees["knee_metric"].map(pct),
+            "Change (points)": knees["change_points"].map(
+                lambda v: round(_num(v), 2) if math.isfinite(_num(v)) else np.nan
+            ),
+            "Latency (ms)": knees["latency_knee_s"].map(ms),
+            "Speed-up (x)": knees["speedup"].map(ratio),
+            "COO size / dense": knees["size_ratio"].map(ratio),
+            "Compact size / dense": knees["compact_size_ratio"].map(ratio),
+            "Note": knees["note"],
+        }
+    )
+    if table["Compact size / dense"].isna().all():
+        table = table.drop(columns="Compact size / dense")
+    return table.reset_index(drop=True)

@@ -1,0 +1,231 @@
+"""Structured pruning of SEW: which units may go, the L2 rule per group, masks, and exact physical shrinking."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from prunelib.families.sew.models import build_processor, build_sew
+from prunelib.families.sew.onnx import make_ctc_runner
+from prunelib.families.sew.structured import (
+    alive_heads,
+    head_norms,
+    head_prune,
+    shrink_sew,
+    structured_prune_step,
+    unit_groups,
+    unit_sparsity,
+    units_remaining,
+)
+from prunelib.families.sew.sweep import (
+    SpeechPruneConfig,
+    initial_weights,
+    iterate_schedule,
+    prepare_model,
+    static_metrics,
+)
+from prunelib.families.sew.train import SpeechTrainConfig
+from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.structured import count_to_prune
+
+from .tiny import TINY as TINY_BASE
+from .tiny import TINY_DATA, tone_clips
+
+#: Two transformer layers with four heads of 8, and four convs: conv channels of layers 1 and 2 are removable.
+TINY = dataclasses.replace(
+    TINY_BASE,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    mask_time_prob=0.0,
+    dropout=0.0,
+    conv_dim=(8, 16, 16, 32),
+    conv_stride=(5, 4, 2, 8),
+    conv_kernel=(10, 4, 3, 8),
+)
+TRAIN_CFG = SpeechTrainConfig(arch=TINY, data=TINY_DATA, steps=3, batch_size=2)
+AUDIO = torch.randn(2, 9600, generator=torch.Generator().manual_seed(0))
+
+
+def tiny(seed: int = 0) -> nn.Module:
+    return prepare_model(build_sew(TINY, seed=seed))
+
+
+def logits(model: nn.Module, x: torch.Tensor = AUDIO) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_values=x).logits
+
+
+# ----------------------------------------------------------------------------- which units
+
+
+def test_unit_groups_name_conv_channels_heads_and_feed_forward_units() -> None:
+    groups = {g.name: g.kind for g in unit_groups(tiny())}
+    assert groups == {
+        "feature_extractor.conv_layers.1": "conv",
+        "feature_extractor.conv_layers.2": "conv",
+        "encoder.layers.0.attention": "heads",
+        "encoder.layers.0.feed_forward": "ffn",
+        "encoder.layers.1.attention": "heads",
+        "encoder.layers.1.feed_forward": "ffn",
+    }
+    assert units_remaining(tiny()) == {
+        "feature_extractor.conv_layers.1": 16,
+        "feature_extractor.conv_layers.2": 16,
+        "encoder.layers.0.attention": 4,
+        "encoder.layers.0.feed_forward": 64,
+        "encoder.layers.1.attention": 4,
+        "encoder.layers.1.feed_forward": 64,
+    }
+
+
+def test_layer_norm_layout_has_no_removable_conv_channels() -> None:
+    model = prepare_model(build_sew(dataclasses.replace(TINY, feat_extract_norm="layer"), seed=0))
+    assert {g.kind for g in unit_groups(model)} == {"heads", "ffn"}
+
+
+def test_non_sew_models_and_activations_that_do_not_keep_zero_are_rejected() -> None:
+    with pytest.raises(TypeError, match="SEW"):
+        unit_groups(nn.Linear(2, 2))
+    model = tiny()
+    model.sew.encoder.layers[1].feed_forward.intermediate_act_fn = nn.Sigmoid()
+    with pytest.raises(ValueError, match="encoder.layers.1.feed_forward.*does not map 0 to 0"):
+        structured_prune_step(model, 0.5)
+
+
+# ----------------------------------------------------------------------------- the rule
+
+
+def test_head_pruning_removes_the_lowest_norm_heads_with_their_biases() -> None:
+    model = tiny()
+    attn = model.sew.encoder.layers[0].attention
+    with torch.no_grad():  # make head 2 the weakest, head 0 the next
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            proj.weight[16:24] *= 0.01
+            proj.weight[0:8] *= 0.1
+            proj.bias.fill_(0.5)
+        attn.out_proj.weight[:, 16:24] *= 0.01
+        attn.out_proj.weight[:, 0:8] *= 0.1
+    norms = head_norms(attn)
+    assert int(norms.argmin()) == 2
+    head_prune(attn, 0.5)
+    assert alive_heads(attn).tolist() == [False, True, False, True]
+    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+        rows_alive = proj.weight.ne(0).any(dim=1)
+        assert rows_alive.tolist() == [False] * 8 + [True] * 8 + [False] * 8 + [True] * 8
+        assert proj.bias[0:8].eq(0).all() and proj.bias[8:16].eq(0.5).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.floats(0.05, 0.95), min_size=1, max_size=4))
+def test_each_step_removes_count_to_prune_of_every_groups_alive_units(amounts: list[float]) -> None:
+    model = tiny()
+    before, previous = units_remaining(model), named_masks(model)
+    for amount in amounts:
+        structured_prune_step(model, amount)
+        now = units_remaining(model)
+        for name, n in before.items():
+            assert now[name] == n - count_to_prune(amount, n), name
+        masks = named_masks(model)
+        for name, mask in previous.items():  # masks only ever lose entries
+            assert torch.all(masks[name] <= mask), name
+        before, previous = now, masks
+    assert all(n >= 1 for n in before.values())
+    total = sum(
+        g.module.intermediate_dense.out_features if g.kind == "ffn" else 16 if g.kind == "conv" else 4
+        for g in unit_groups(model)
+    )
+    assert unit_sparsity(model) == pytest.approx(1 - sum(before.values()) / total)
+
+
+# ----------------------------------------------------------------------------- shrinking
+
+
+def test_shrunk_model_is_smaller_and_gives_the_same_logits() -> None:
+    model = tiny()
+    for _ in range(2):
+        structured_prune_step(model, 0.5)
+    want = logits(model)
+    small = shrink_sew(model)
+    assert torch.equal(logits(model), want)  # the pruned model is not changed
+    torch.testing.assert_close(logits(small), want, atol=1e-5, rtol=0)
+    layer = small.sew.encoder.layers[0]
+    assert layer.feed_forward.intermediate_dense.out_features == 16
+    assert layer.feed_forward.output_dense.in_features == 16
+    assert layer.attention.q_proj.out_features == layer.attention.out_proj.in_features == 8  # one head of 8
+    convs = small.sew.feature_extractor.conv_layers
+    assert [c.conv.out_channels for c in convs] == [8, 4, 4, 32]
+    assert [c.conv.in_channels for c in convs] == [1, 8, 4, 4]
+    assert not named_masks(small)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters()) // 2
+
+
+def test_shrinking_a_dense_model_changes_nothing_and_a_dead_group_keeps_one_unit() -> None:
+    model = tiny()
+    torch.testing.assert_close(logits(shrink_sew(model)), logits(model), atol=0, rtol=0)
+    ff = model.sew.encoder.layers[1].feed_forward
+    with torch.no_grad():
+        ff.intermediate_dense.weight.zero_()
+        ff.intermediate_dense.bias.zero_()
+    small = shrink_sew(model)
+    assert small.sew.encoder.layers[1].feed_forward.intermediate_dense.out_features == 1
+    torch.testing.assert_close(logits(small), logits(model), atol=1e-5, rtol=0)
+
+
+def test_shrunk_model_exports_to_onnx_with_parity_against_the_masked_model() -> None:
+    model, proc = tiny(), build_processor()
+    structured_prune_step(model, 0.6)
+    audios = [AUDIO[0].numpy(), AUDIO[1, :7000].numpy()]
+    runner = make_ctc_runner(model, "onnxruntime", threads=1, check_audios=audios, processor=proc, structured=True)
+    torch.testing.assert_close(torch.as_tensor(runner(AUDIO[:1])), logits(model, AUDIO[:1]), atol=1e-4, rtol=0)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_structured_imp_finetune_retrains_keeps_units_dead_and_still_shrinks_exactly() -> None:
+    model, proc = build_sew(TINY, seed=0), build_processor()
+    cfg = SpeechPruneConfig(
+        method="structured-imp-finetune", amount=0.5, iterations=2, retrain_steps=3, retrain_lr=1e-2
+    )
+    counts = []
+    for _k, current in iterate_schedule(model, cfg, proc, tone_clips(0.15), TRAIN_CFG):
+        counts.append(units_remaining(current)["encoder.layers.0.feed_forward"])
+        torch.testing.assert_close(logits(shrink_sew(current)), logits(current), atol=1e-5, rtol=0)
+    assert counts == [64, 32, 16]  # retraining revived no unit
+
+
+def test_structured_imp_rewind_rewinds_survivors_to_the_seeded_init() -> None:
+    model, proc = build_sew(TINY, seed=TRAIN_CFG.seed), build_processor()
+    initial = initial_weights(TRAIN_CFG)
+    cfg = SpeechPruneConfig(method="structured-imp-rewind", amount=0.5, iterations=1, retrain_steps=0)
+    with torch.no_grad():  # move the weights away from init, as dense training would
+        for p in model.parameters():
+            p.add_(0.1)
+    *_, (k, pruned) = iterate_schedule(model, cfg, proc, tone_clips(0.15), TRAIN_CFG, initial)
+    proj = pruned.sew.encoder.layers[0].attention.v_proj
+    want = initial["sew.encoder.layers.0.attention.v_proj.weight"] * proj.weight_mask
+    assert k == 1 and torch.equal(proj.weight, want)
+
+
+def test_static_metrics_of_a_structured_step_are_of_the_shrunk_model() -> None:
+    from prunelib.families.sew.wer import evaluate_wer  # noqa: F401  (static_metrics scores WER)
+
+    from .test_sweep import tone_utterances
+
+    model, proc, data = tiny(), build_processor(), tone_utterances(2)
+    dense = static_metrics(copy.deepcopy(model), proc, data, structured=True)
+    structured_prune_step(model, 0.5)
+    masked = static_metrics(model, proc, data, structured=False)
+    shrunk = static_metrics(model, proc, data, structured=True)
+    assert masked["wer"] == shrunk["wer"] and masked["sparsity"] == shrunk["sparsity"] > 0
+    assert masked["neuron_sparsity"] == shrunk["neuron_sparsity"] == pytest.approx(unit_sparsity(model))
+    assert dense["neuron_sparsity"] == 0 and dense["params_deployed"] == masked["params_deployed"]
+    assert shrunk["params_deployed"] < masked["params_deployed"]
+    assert shrunk["flops"] < 0.7 * masked["flops"] == 0.7 * dense["flops"]
+    assert shrunk["disk_compact_bytes"] < masked["disk_compact_bytes"] < dense["disk_compact_bytes"]

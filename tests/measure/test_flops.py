@@ -1,0 +1,75 @@
+"""Multiply-add counts on hand-computed cases: dense, pruned-but-dense, shrunk, sparse, conv, embedding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from prunelib.deploy.sparse_exec import SparseLinear, to_sparse_execution
+from prunelib.families.mlp.models import MLP, prunable_parameters
+from prunelib.measure.flops import count_flops, flops_by_layer
+from prunelib.pruning.structured import shrink, structured_prune_step
+
+
+def small_mlp() -> MLP:
+    torch.manual_seed(0)
+    return MLP(10, (8, 6), 3).eval()
+
+
+def test_dense_mlp_counts_in_times_out() -> None:
+    model = small_mlp()
+    assert flops_by_layer(model, torch.randn(1, 10)) == {"layers.0": 80, "layers.2": 48, "out": 18}
+    assert count_flops(model, torch.randn(1, 10)) == 146
+    assert count_flops(model, torch.randn(4, 10)) == 4 * 146  # all rows of the input
+
+
+def test_unstructured_pruned_run_densely_costs_the_dense_count() -> None:
+    model = small_mlp()
+    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.9)
+    assert count_flops(model, torch.randn(1, 10)) == 146
+    for module, name in prunable_parameters(model):
+        prune.remove(module, name)
+    assert count_flops(model, torch.randn(1, 10)) == 146
+
+
+def test_shrunk_model_counts_its_smaller_layers() -> None:
+    model = small_mlp()
+    structured_prune_step(model, 0.5)  # 8 -> 4, 6 -> 3 neurons
+    assert count_flops(model, torch.randn(1, 10)) == 146  # masked, still dense
+    assert count_flops(shrink(model), torch.randn(1, 10)) == 10 * 4 + 4 * 3 + 3 * 3
+
+
+def test_sparse_layer_counts_nonzeros() -> None:
+    weight = torch.tensor([[1.0, 0, 2], [0, 0, 0], [0, 3, 0], [4, 0, 0]])
+    layer = SparseLinear(weight, torch.zeros(4))
+    assert count_flops(layer, torch.randn(1, 3)) == 4
+    assert count_flops(layer, torch.randn(2, 5, 3)) == 40
+    model = small_mlp()
+    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.75)
+    fast, _ = to_sparse_execution(model, torch.randn(1, 10), force="sparse")
+    nonzero = sum(int(m.weight.count_nonzero()) for m, _ in prunable_parameters(model))
+    assert count_flops(fast, torch.randn(1, 10)) == nonzero == round(0.25 * 146)
+
+
+def test_conv1d_counts_outputs_times_kernel_inputs() -> None:
+    conv = nn.Conv1d(2, 4, 3)  # length 10 -> 8
+    assert count_flops(conv, torch.randn(1, 2, 10)) == 8 * 4 * 2 * 3
+    grouped = nn.Conv1d(4, 6, 3, padding=1, groups=2)  # length 5 -> 5, 2 inputs per group
+    assert count_flops(grouped, torch.randn(1, 4, 5)) == 5 * 6 * 2 * 3
+
+
+def test_embeddings_count_zero() -> None:
+    torch.manual_seed(0)
+    model = MLP(0, (8,), 2, vocab_size=30, embed_dim=5).eval()
+    assert count_flops(model, torch.randint(0, 30, (1, 7))) == 5 * 8 + 8 * 2
+    bag = nn.EmbeddingBag(30, 5, mode="mean")
+    assert flops_by_layer(bag, torch.randint(0, 30, (1, 7))) == {"": 0}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_dynamic_int8_linear_counts_like_dense() -> None:
+    quantized = torch.ao.quantization.quantize_dynamic(small_mlp(), {nn.Linear}, dtype=torch.qint8)
+    assert isinstance(quantized.out, torch.ao.nn.quantized.dynamic.Linear)
+    assert count_flops(quantized, torch.randn(1, 10)) == 146

@@ -1,0 +1,67 @@
+"""Entries kept beside pytest-benchmark's JSON, and the extra_info contract."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from prunelib.config import DataConfig, PruneConfig, TrainConfig
+from prunelib.plugin.records import Records, extra_info, merge_entries, record_extra, records_of
+from prunelib.report.writer import STABLE_KEYS
+
+
+class _Spec:
+    data, model, seed = DataConfig("mnist5k"), "lenet300", 3
+    prune, train = PruneConfig("imp-rewind", 0.33, 10), TrainConfig()
+
+
+METRICS = {
+    "sparsity": 0.5,
+    "sparsity_model": 0.49,
+    "accuracy": 0.9,
+    "params_total": 10,
+    "params_nonzero": 5,
+    "disk_dense_bytes": 100,
+    "disk_sparse_bytes": 80,
+    "disk_compact_bytes": 30,
+    "disk_bound_bytes": 28,
+    "flops": 7,
+    "latency_mean_s": 1.0,
+}
+
+
+def test_extra_info_carries_every_stable_key() -> None:
+    info = extra_info(_Spec(), 4, METRICS, runtime="onnxruntime", batch_size=256, threads=2)
+    assert set(STABLE_KEYS) <= set(info)
+    assert (info["method"], info["iteration"], info["runtime"], info["batch_size"], info["seed"]) == (
+        "imp-rewind",
+        4,
+        "onnxruntime",
+        256,
+        3,
+    )
+    assert info["precision"] == "fp32" and info["disk_compact_bytes"] == 30
+    assert "latency_mean_s" not in info  # timing is pytest-benchmark's, never a cached figure
+
+
+def test_merge_keeps_timed_entries_and_adds_the_untimed() -> None:
+    records = Records(
+        [
+            {"fullname": "a", "extra_info": {"x": 1}, "stats": None},
+            {"fullname": "b", "extra_info": {"x": 2}, "stats": None},
+        ]
+    )
+    bench = {"benchmarks": [{"fullname": "a", "extra_info": {"x": 1}, "stats": {"mean": 1.0}}], "version": "5"}
+    merged = merge_entries(bench, records)
+    assert [e["fullname"] for e in merged["benchmarks"]] == ["a", "b"]
+    assert merged["benchmarks"][0]["stats"] == {"mean": 1.0} and merged["version"] == "5"
+    assert merge_entries({"benchmarks": []}, records)["benchmarks"] == records.entries
+
+
+def test_extra_tables_append_per_name() -> None:
+    config = type("Config", (), {"stash": pytest.Stash()})()
+    record_extra(config, "speedups", pd.DataFrame([{"a": 1}]))
+    record_extra(config, "speedups", pd.DataFrame([{"a": 2}]))
+    record_extra(config, "precision", pd.DataFrame([{"b": 3}]))
+    extras = records_of(config).extras
+    assert extras["speedups"]["a"].tolist() == [1, 2] and list(extras) == ["speedups", "precision"]

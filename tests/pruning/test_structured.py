@@ -1,0 +1,227 @@
+"""Structured L2 neuron pruning: the counting rule, the mask invariants, and exact shrinking."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils import prune
+
+from prunelib.families.mlp.models import MLP
+from prunelib.pruning.criteria import initial_state, rewind
+from prunelib.pruning.structured import (
+    L2NeuronStructured,
+    alive_neurons,
+    count_to_prune,
+    hidden_linears,
+    hidden_parameters,
+    neuron_prune,
+    neurons_remaining,
+    shrink,
+    shrink_pair,
+    structured_prune_step,
+)
+
+widths = st.lists(st.integers(1, 24), min_size=1, max_size=3)
+amounts = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4)
+
+
+def make_mlp(in_features: int, hidden: list[int], seed: int, vocab_size: int = 0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(in_features, tuple(hidden), 3, vocab_size=vocab_size, embed_dim=6).eval()
+
+
+def expected_widths(hidden: list[int], amounts: list[float]) -> list[list[int]]:
+    """The rule from the module docstring, written out independently, step by step."""
+    out, current = [], list(hidden)
+    for a in amounts:
+        current = [r - min(round(a * r), r - 1) for r in current]
+        out.append(list(current))
+    return out
+
+
+def row_keys(module: nn.Linear) -> list[tuple[float, int]]:
+    """(L2 norm of the effective row, index): the order in which rows are pruned."""
+    w = module.weight_orig * module.weight_mask if hasattr(module, "weight_orig") else module.weight
+    return [(float(n), i) for i, n in enumerate(torch.linalg.vector_norm(w.detach().double(), dim=1))]
+
+
+def row_mask(module: nn.Linear) -> torch.Tensor:
+    if not hasattr(module, "weight_mask"):
+        return torch.ones(module.out_features, dtype=torch.bool)
+    return module.weight_mask.any(dim=1)
+
+
+@pytest.mark.parametrize(
+    ("amount", "remaining", "expected"),
+    [(0.5, 10, 5), (0.25, 10, 2), (0.35, 10, 4), (0.5, 5, 2), (0.5, 7, 4), (0.9, 3, 2), (0.99, 1, 0), (0.01, 10, 0)],
+)
+def test_count_to_prune_examples(amount: float, remaining: int, expected: int) -> None:
+    # round half to even (2.5 -> 2, 3.5 -> 4), never the last neuron
+    assert count_to_prune(amount, remaining) == expected
+
+
+@pytest.mark.parametrize("amount", [0.0, 1.0, -0.1, 1.5, "0.5"])
+def test_invalid_amount_raises(amount) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        count_to_prune(amount, 10)
+    with pytest.raises(ValueError, match="amount"):
+        structured_prune_step(make_mlp(4, [5], 0), amount)
+
+
+def test_invalid_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="remaining"):
+        count_to_prune(0.5, 0)
+    with pytest.raises(ValueError, match="'bias'"):
+        neuron_prune([(nn.Linear(3, 4), "bias")], 0.5)
+    with pytest.raises(TypeError, match="Sequential"):
+        hidden_linears(nn.Sequential(nn.Linear(3, 4)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(hidden=widths, steps=amounts, levels_seed=st.integers(0, 2**16), in_features=st.integers(1, 6))
+@example(hidden=[10], steps=[0.25, 0.5], levels_seed=0, in_features=3)  # 2.5 and 4.0: half to even
+def test_exact_counts_masks_and_ranking(hidden, steps, levels_seed, in_features) -> None:
+    """Per step: exact neuron count, binary monotone masks, bias follows rows, L2 order with
+    the lower index pruned first among ties (rows are built with deliberately equal norms)."""
+    model = make_mlp(in_features, hidden, 0)
+    gen = torch.Generator().manual_seed(levels_seed)
+    with torch.no_grad():
+        for _, m in hidden_linears(model):
+            levels = torch.randint(1, 4, (m.out_features, 1), generator=gen).float()  # many ties
+            m.weight.copy_(levels.expand_as(m.weight))
+            m.bias.fill_(0.1)
+    expected = expected_widths(hidden, steps)
+    previous = {name: row_mask(m) for name, m in hidden_linears(model)}
+    for step, a in enumerate(steps):
+        before = {name: row_keys(m) for name, m in hidden_linears(model)}
+        structured_prune_step(model, a)
+        assert list(neurons_remaining(model).values()) == expected[step]
+        assert not hasattr(model.out, "weight_mask") and not hasattr(model.out, "bias_mask")
+        for name, m in hidden_linears(model):
+            for mask in (m.weight_mask, m.bias_mask):
+                assert set(mask.unique().tolist()) <= {0.0, 1.0}
+            rows = row_mask(m)
+            assert torch.equal(m.weight_mask, rows[:, None].float().expand_as(m.weight_mask))
+            assert torch.equal(m.bias_mask.bool(), rows)
+            assert not (rows & ~previous[name]).any(), "a pruned neuron came back"
+            newly = (previous[name] & ~rows).nonzero().flatten().tolist()
+            kept = rows.nonzero().flatten().tolist()
+            if newly:
+                assert max(before[name][i] for i in newly) < min(before[name][i] for i in kept)
+            previous[name] = rows
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    hidden=widths,
+    steps=amounts,
+    seed=st.integers(0, 2**16),
+    in_features=st.integers(1, 8),
+    batch=st.integers(1, 4),
+    embed=st.booleans(),
+    removed=st.booleans(),
+)
+def test_shrink_is_exact(hidden, steps, seed, in_features, batch, embed, removed) -> None:
+    model = make_mlp(in_features, hidden, seed, vocab_size=20 if embed else 0)
+    for a in steps:
+        structured_prune_step(model, a)
+    if removed:
+        for m, name in hidden_parameters(model):
+            prune.remove(m, name)
+            prune.remove(m, "bias")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 20, (batch, 7), generator=gen) if embed else torch.randn(batch, in_features, generator=gen)
+    state = copy.deepcopy(model.state_dict())
+    small = shrink(model)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+    assert [m.out_features for _, m in hidden_linears(small)] == list(neurons_remaining(model).values())
+    assert list(neurons_remaining(model).values()) == expected_widths(hidden, steps)[-1]
+    assert not any(hasattr(m, "weight_mask") for m in small.modules())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # input untouched
+
+
+def test_shrink_after_rewind_keeps_initial_survivors() -> None:
+    """IMP: prune -> rewind (masks kept) -> shrink gives the initial weights of the survivors."""
+    model = make_mlp(8, [16, 12], 1)
+    init = initial_state(model)
+    with torch.no_grad():  # stands in for training
+        for p in model.parameters():
+            p.add_(0.5)
+    structured_prune_step(model, 0.5)
+    model(torch.randn(1, 8))
+    rewind(model, init)  # no forward after this: cached .weight attributes are stale
+    keep = [alive_neurons(m) for _, m in hidden_linears(model)]
+    assert [int(k.sum()) for k in keep] == [8, 6]
+    small = shrink(model)
+    torch.testing.assert_close(small.layers[0].weight, init["layers.0.weight"][keep[0]], rtol=0, atol=0)
+    torch.testing.assert_close(small.layers[0].bias, init["layers.0.bias"][keep[0]], rtol=0, atol=0)
+    torch.testing.assert_close(small.out.weight, init["out.weight"][:, keep[1]], rtol=0, atol=0)
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+    structured_prune_step(model, 0.5)  # the schedule can go on pruning the rewound model
+    assert list(neurons_remaining(model).values()) == [4, 3]
+
+
+def test_fully_dead_layer_shrinks_to_one_unit() -> None:
+    model = make_mlp(4, [5, 3], 2)
+    with torch.no_grad():
+        model.layers[2].weight.zero_()
+        model.layers[2].bias.zero_()
+    assert neurons_remaining(model) == {"layers.0": 5, "layers.2": 0}
+    small = shrink(model)
+    assert small.layers[2].out_features == 1
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
+
+
+def test_shrink_pair_conv1d_channels() -> None:
+    """The general building block: drop channels between two Conv1d layers (speech models)."""
+    torch.manual_seed(0)
+    first, second = nn.Conv1d(3, 8, 3, padding=1), nn.Conv1d(8, 5, 3)
+    keep = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1], dtype=torch.bool)
+    prune.custom_from_mask(first, "weight", keep[:, None, None].float().expand_as(first.weight))
+    prune.custom_from_mask(first, "bias", keep.float())
+    assert torch.equal(alive_neurons(first), keep)
+    new_first, new_second = shrink_pair(first, second, keep)
+    assert (new_first.out_channels, new_second.in_channels) == (5, 5)
+    x = torch.randn(2, 3, 11)
+    torch.testing.assert_close(new_second(torch.relu(new_first(x))), second(torch.relu(first(x))), rtol=0, atol=1e-6)
+
+
+def test_shrink_pair_validates() -> None:
+    a, b = nn.Linear(3, 4), nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="keep"):
+        shrink_pair(a, b, torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="shape"):
+        shrink_pair(a, b, torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="4 outputs"):
+        shrink_pair(a, nn.Linear(5, 2), [0])
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        shrink_pair(a, b, [7])
+    with pytest.raises(TypeError, match="Bilinear"):
+        shrink_pair(nn.Bilinear(2, 2, 4), b, [0])
+
+
+def test_criterion_is_a_torch_pruning_method() -> None:
+    """L2NeuronStructured plugs into torch's machinery directly (ln_structured's rule, our ties)."""
+    layer = nn.Linear(3, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1, 0], [3, 0, 0], [0, 0, 2]]))
+    L2NeuronStructured.apply(layer, "weight", 0.5)
+    assert layer.weight_mask.any(dim=1).tolist() == [False, False, True, True]  # equal norms: lower index first
+
+
+def test_shrink_keeps_any_input_embedding() -> None:
+    """The input side is copied whole, e.g. torch's EmbeddingBag in place of MeanEmbedding."""
+    model = make_mlp(6, [10, 7], 3)
+    model.embedding = nn.EmbeddingBag(20, 6, mode="mean", padding_idx=0)
+    structured_prune_step(model, 0.6)
+    tokens = torch.randint(0, 20, (4, 9), generator=torch.Generator().manual_seed(0))
+    small = shrink(model)
+    assert isinstance(small.embedding, nn.EmbeddingBag) and small.embedding is not model.embedding
+    torch.testing.assert_close(small(tokens), model(tokens), rtol=0, atol=1e-6)

@@ -1,0 +1,130 @@
+"""Knee finder: the monotone rule, WER direction, ratios, validation; a property over random sweeps."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from prunelib.results.knee import KNEE_COLUMNS, find_knee, knee_table
+
+
+def sweep(metric_values: list[float], metric: str = "accuracy", method: str | None = None) -> pd.DataFrame:
+    """A sweep with amount 0.2 per iteration, latency falling and size shrinking with sparsity."""
+    n = len(metric_values)
+    sparsity = [1 - 0.8**i for i in range(n)]
+    df = pd.DataFrame(
+        {
+            "iteration": list(range(n)),
+            "sparsity": sparsity,
+            metric: metric_values,
+            "latency_mean_s": [0.002 * (1 - 0.5 * s) for s in sparsity],
+            "disk_dense_bytes": [1_000_000] * n,
+            "disk_sparse_bytes": [int(5_000_000 * (1 - s)) for s in sparsity],
+        }
+    )
+    if method is not None:
+        df["method"] = method
+    return df
+
+
+def test_knee_is_last_iteration_within_tolerance() -> None:
+    out = find_knee(sweep([0.98, 0.985, 0.975, 0.971, 0.95, 0.90]))
+    assert list(out.columns) == [c for c in KNEE_COLUMNS if c != "method"]
+    row = out.iloc[0]
+    assert row["knee_iteration"] == 3
+    assert row["knee_sparsity"] == pytest.approx(1 - 0.8**3)
+    assert row["change_points"] == pytest.approx(-0.9)
+    assert "first failing iteration 4" in row["note"]
+
+
+def test_monotone_rule_ignores_a_later_recovery() -> None:
+    # iteration 2 fails; iteration 3 is back within a point but must not become the knee
+    out = find_knee(sweep([0.98, 0.978, 0.95, 0.979, 0.97]))
+    assert out.iloc[0]["knee_iteration"] == 1
+
+
+def test_exactly_at_tolerance_passes() -> None:
+    out = find_knee(sweep([0.98, 0.97, 0.9699]), tolerance=0.01)
+    assert out.iloc[0]["knee_iteration"] == 1
+
+
+def test_wer_must_not_rise_more_than_tolerance() -> None:
+    out = find_knee(sweep([0.20, 0.19, 0.205, 0.211, 0.25], metric="wer"), tolerance=0.01)
+    row = out.iloc[0]
+    assert row["metric"] == "wer" and row["knee_iteration"] == 2
+    assert row["dense_metric"] == pytest.approx(0.20)
+
+
+def test_ratios_are_against_the_dense_model() -> None:
+    row = find_knee(sweep([0.98] * 5)).iloc[0]
+    s = 1 - 0.8**4
+    assert row["knee_iteration"] == 4 and row["note"] == "all iterations pass"
+    assert row["latency_ratio"] == pytest.approx(1 - 0.5 * s)
+    assert row["speedup"] == pytest.approx(1 / (1 - 0.5 * s))
+    assert row["size_ratio"] == pytest.approx(int(5_000_000 * (1 - s)) / 1_000_000)
+    assert math.isnan(row["compact_size_ratio"])  # no compact size recorded
+
+
+def test_per_method() -> None:
+    df = pd.concat([sweep([0.98, 0.97, 0.96], method="no-retrain"), sweep([0.98, 0.98, 0.979], method="imp-rewind")])
+    out = find_knee(df).set_index("method")
+    assert out.loc["no-retrain", "knee_iteration"] == 1
+    assert out.loc["imp-rewind", "knee_iteration"] == 2
+
+
+def test_unordered_rows_are_walked_by_sparsity() -> None:
+    df = sweep([0.98, 0.975, 0.95, 0.94]).sample(frac=1.0, random_state=3)
+    assert find_knee(df).iloc[0]["knee_iteration"] == 1
+
+
+def test_missing_dense_row_or_metric_is_a_note() -> None:
+    no_dense = find_knee(sweep([0.98, 0.97, 0.96]).iloc[1:]).iloc[0]
+    assert "no dense row" in no_dense["note"] and math.isnan(no_dense["knee_sparsity"])
+    nan_dense = find_knee(sweep([math.nan, 0.97])).iloc[0]
+    assert "missing" in nan_dense["note"]
+    nan_mid = find_knee(sweep([0.98, math.nan, 0.98])).iloc[0]
+    assert nan_mid["knee_iteration"] == 0  # unknown accuracy cannot be shown to be within tolerance
+
+
+@pytest.mark.parametrize("tol", [-0.01, math.nan, math.inf, "x"])
+def test_bad_tolerance_raises(tol: object) -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        find_knee(sweep([0.98, 0.97]), tolerance=tol)  # type: ignore[arg-type]
+
+
+def test_bad_frames_raise() -> None:
+    with pytest.raises(ValueError, match="iteration"):
+        find_knee(pd.DataFrame({"sparsity": [0.0], "accuracy": [0.9]}))
+    with pytest.raises(ValueError, match="accuracy' or 'wer"):
+        find_knee(pd.DataFrame({"iteration": [0], "sparsity": [0.0]}))
+    with pytest.raises(ValueError, match="duplicated iterations: \\[1\\]"):
+        find_knee(pd.concat([sweep([0.98, 0.97]), sweep([0.98, 0.97]).iloc[1:]]))
+    with pytest.raises(TypeError):
+        find_knee([1, 2])  # type: ignore[arg-type]
+
+
+def test_knee_table_is_readable() -> None:
+    df = pd.concat([sweep([0.98, 0.975, 0.95], method="no-retrain"), sweep([0.98, 0.98], method="imp-rewind")])
+    table = knee_table(find_knee(df))
+    assert list(table.columns[:3]) == ["Method", "Dense Accuracy (%)", "Knee iteration"]
+    assert "Compact size / dense" not in table.columns
+    assert table.set_index("Method").loc["no-retrain", "Knee sparsity (%)"] == 20.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    drops=st.lists(st.floats(-0.02, 0.05, allow_nan=False), min_size=1, max_size=12),
+    tol=st.floats(0.0, 0.03),
+)
+@example(drops=[0.01, 0.0, 0.02], tol=0.01)
+def test_knee_and_every_lower_sparsity_pass_and_the_next_fails(drops: list[float], tol: float) -> None:
+    values = [0.9] + [0.9 - d for d in drops]
+    row = find_knee(sweep(values), tolerance=tol).iloc[0]
+    k = int(row["knee_iteration"])
+    assert all(v >= 0.9 - tol - 1e-9 for v in values[: k + 1])
+    if k + 1 < len(values):
+        assert values[k + 1] < 0.9 - tol - 1e-9

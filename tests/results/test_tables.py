@@ -1,0 +1,132 @@
+"""The lab's table: columns, units and rounding from a sweep's raw columns; markdown output."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from prunelib.results.tables import (
+    DEPLOY_COLUMNS,
+    SCHEDULE_COLUMNS,
+    SWEEP_COLUMNS,
+    lab_table,
+    metric_column,
+    to_markdown,
+    wide_table,
+)
+
+
+def sweep_frame(metric: str = "accuracy", extra: dict | None = None) -> pd.DataFrame:
+    rows = {
+        "iteration": [0, 1, 2],
+        "sparsity": [0.0, 0.33, 0.5511],
+        "sparsity_model": [0.0, 0.329, 0.55],
+        metric: [0.981234, 0.97651, 0.9],
+        "latency_mean_s": [1.23456e-4, 9.87654e-5, 0.5],
+        "latency_std_s": [1.2345e-6, 3.21e-6, 0.01234],
+        "params_total": [266_610] * 3,
+        "params_nonzero": [266_610, 178_764, 119_888],
+        "disk_dense_bytes": [1_067_456, 1_067_456, 1_067_456],
+        "disk_sparse_bytes": [5_335_000, 3_576_321, 2_400_499],
+    }
+    rows.update(extra or {})
+    return pd.DataFrame(rows)
+
+
+def test_schedule_columns_are_the_sweeps_contract() -> None:
+    assert SCHEDULE_COLUMNS == (
+        "iteration",
+        "sparsity",
+        "sparsity_model",
+        "accuracy",
+        "latency_mean_s",
+        "latency_std_s",
+        "params_total",
+        "params_nonzero",
+        "disk_dense_bytes",
+        "disk_sparse_bytes",
+    )
+
+
+def test_sweep_columns_are_the_lab_columns_then_the_deploy_columns() -> None:
+    assert DEPLOY_COLUMNS == ("disk_compact_bytes", "disk_bound_bytes", "flops", "neuron_sparsity", "precision")
+    assert SWEEP_COLUMNS == SCHEDULE_COLUMNS + DEPLOY_COLUMNS
+
+
+def test_lab_table_columns_units_and_rounding() -> None:
+    table = lab_table(sweep_frame())
+    assert list(table.columns) == [
+        "Iteration",
+        "Sparsity (%)",
+        "Accuracy",
+        "Latency (s)",
+        "Disk Size (MB)",
+        "Latency std (s)",
+        "Dense size (MB)",
+    ]
+    assert table["Iteration"].tolist() == [0, 1, 2]
+    assert table["Sparsity (%)"].tolist() == [0.0, 33.0, 55.1]
+    assert table["Accuracy"].tolist() == [0.9812, 0.9765, 0.9]
+    assert table["Latency (s)"].tolist() == [1.23e-4, 9.88e-5, 0.5]  # three significant digits
+    assert table["Disk Size (MB)"].tolist() == [5.335, 3.576, 2.4]  # the lab's sparse COO figure, 10^6 bytes
+    assert table["Latency std (s)"].tolist() == [1.2e-6, 3.2e-6, 0.012]
+    assert table["Dense size (MB)"].tolist() == [1.067] * 3
+
+
+def test_lab_table_for_speech_and_compact_sizes() -> None:
+    df = sweep_frame("wer", {"disk_compact_bytes": [400_000, 250_000, 1_999]})
+    assert metric_column(df) == "wer" and metric_column(sweep_frame()) == "accuracy"
+    table = lab_table(df)
+    assert "WER" in table.columns and "Accuracy" not in table.columns
+    assert table["Compact size (MB)"].tolist() == [0.4, 0.25, 0.002]
+
+
+def test_lab_table_needs_only_the_lab_columns() -> None:
+    minimal = sweep_frame()[["iteration", "sparsity", "accuracy", "latency_mean_s", "disk_sparse_bytes"]]
+    assert list(lab_table(minimal).columns) == [
+        "Iteration",
+        "Sparsity (%)",
+        "Accuracy",
+        "Latency (s)",
+        "Disk Size (MB)",
+    ]
+    with pytest.raises(KeyError):
+        lab_table(minimal.drop(columns=["disk_sparse_bytes"]))
+
+
+def test_lab_table_resets_the_index() -> None:
+    table = lab_table(sweep_frame().iloc[[2, 0]])
+    assert table.index.tolist() == [0, 1] and table["Iteration"].tolist() == [2, 0]
+
+
+def test_markdown_is_a_github_table_without_index() -> None:
+    text = to_markdown(lab_table(sweep_frame()))
+    lines = text.splitlines()
+    assert text.endswith("\n") and len(lines) == 2 + 3
+    assert lines[0].startswith("|") and "Sparsity (%)" in lines[0]
+    assert set(lines[1]) <= set("|-: ")
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+    assert "55.1" in lines[4]
+
+
+def test_wide_table_adds_compact_flops_and_neurons_when_present() -> None:
+    df = sweep_frame(
+        extra={
+            "disk_compact_bytes": [1_067_000, 500_000, 250_000],
+            "disk_bound_bytes": [1_066_000, 499_000, 249_000],
+            "flops": [266_200, 125_600, 60_925],
+            "neuron_sparsity": [0.0, 0.5, 0.75],
+            "precision": ["fp32"] * 3,
+        }
+    )
+    table = wide_table(df)
+    assert list(table.columns) == [*lab_table(df).columns, "FLOPs (M)", "Neurons pruned (%)"]
+    assert table["Compact size (MB)"].tolist() == [1.067, 0.5, 0.25]
+    assert table["FLOPs (M)"].tolist() == [0.266, 0.126, 0.0609]
+    assert table["Neurons pruned (%)"].tolist() == [0.0, 50.0, 75.0]
+    no_neurons = df.assign(neuron_sparsity=float("nan")).iloc[[2, 0]]
+    assert "Neurons pruned (%)" not in wide_table(no_neurons)
+    assert wide_table(no_neurons)["FLOPs (M)"].tolist() == [0.0609, 0.266]  # rows follow the index reset
+    assert list(wide_table(sweep_frame()).columns) == list(lab_table(sweep_frame()).columns)  # nothing to add
+    text = to_markdown(wide_table(df))
+    assert "FLOPs (M)" in text.splitlines()[0] and "0.0609" in text
