@@ -11,6 +11,7 @@ import torch
 
 from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.params import effective_parameters
 from prunelib.pruning.schedules import get_schedule
 from prunelib.pruning.sparsity import expected_sparsity
 from prunelib.pruning.structured import neurons_remaining
@@ -63,7 +64,6 @@ def test_rewinding_restores_initial_weights(sweep_spec, suite) -> None:
     """Replaying a prune + rewind from the cached checkpoint gives the initial weights under the cached masks."""
     if not get_schedule(sweep_spec.prune.method).rewind:
         pytest.skip(f"{sweep_spec.prune.method} does not rewind")
-    from prunelib.families.mlp.models import effective_parameters
     from prunelib.storage.checkpoint import read_tensors
 
     sweep, splits = suite.sweep(sweep_spec), suite.splits(sweep_spec)

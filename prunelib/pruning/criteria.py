@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.config import check_fraction
+from prunelib.pruning.params import effective_parameters
 
 Params = list[tuple[nn.Module, str]]
 
@@ -109,8 +110,6 @@ def remove_reparametrization(model: nn.Module) -> nn.Module:
 
 def initial_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of ``model``'s parameters by plain name: what IMP rewinds to."""
-    from prunelib.families.mlp.models import effective_parameters
-
     return {name: t.clone() for name, t in effective_parameters(model)}
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prunelib.families.mlp.models import effective_parameters, prunable_parameters
+from prunelib.pruning.params import Params, effective_parameters, linear_and_conv_weights, param_names
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,18 @@ class SparsityReport:
         return self.model_zeros / self.model_total if self.model_total else 0.0
 
 
-def prunable_names(model: nn.Module) -> list[str]:
-    """Plain names (``layers.0.weight``) of the parameters :func:`prunable_parameters` returns."""
-    ids = {id(m): name for name, m in model.named_modules()}
-    return [f"{ids[id(m)]}.{n}" if ids[id(m)] else n for m, n in prunable_parameters(model)]
+def prunable_names(model: nn.Module, params: Params | None = None) -> list[str]:
+    """Plain names (``layers.0.weight``) of ``params`` (default: every Linear and Conv weight)."""
+    return param_names(model, linear_and_conv_weights(model) if params is None else params)
 
 
-def sparsity_report(model: nn.Module) -> SparsityReport:
-    """Count zeros of every effective parameter of ``model`` (the model is not changed)."""
-    prunable = set(prunable_names(model))
+def sparsity_report(model: nn.Module, params: Params | None = None) -> SparsityReport:
+    """Count zeros of every effective parameter of ``model`` (the model is not changed).
+
+    ``sparsity`` is over ``params``, the family's prunable tensors (default: every Linear and
+    Conv weight); ``sparsity_model`` over every parameter.
+    """
+    prunable = set(prunable_names(model, params))
     per: dict[str, float] = {}
     pz = pt = mz = mt = 0
     for name, tensor in effective_parameters(model):

@@ -1,4 +1,4 @@
-"""Structured pruning of whole hidden neurons (L2 criterion) and physical shrinking of the MLP.
+"""Structured pruning of whole units (L2 criterion) and the layer surgery that physically removes them.
 
 Two separate steps, as in the house style: :func:`structured_prune_step` *chooses* neurons and
 records the choice as ``torch.nn.utils.prune`` masks (``weight_mask`` rows and ``bias_mask``
@@ -25,7 +25,6 @@ The rule, in one place:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -33,9 +32,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.config import check_fraction
-from prunelib.families.mlp.models import MLP
-
-Params = list[tuple[nn.Module, str]]
+from prunelib.pruning.params import Params
 
 
 def count_to_prune(amount: float, remaining: int) -> int:
@@ -76,13 +73,6 @@ class L2NeuronStructured(prune.BasePruningMethod):
         return mask
 
 
-def hidden_linears(model: MLP) -> list[tuple[str, nn.Linear]]:
-    """The hidden Linear layers of ``model`` (the ones whose neurons may be pruned), in order."""
-    if not isinstance(model, MLP):
-        raise TypeError(f"expected a prunelib MLP, got {type(model).__name__}")
-    return [(f"layers.{i}", m) for i, m in enumerate(model.layers) if isinstance(m, nn.Linear)]
-
-
 def effective_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
     """``name`` of ``module`` as the forward pass uses it, recomputed from ``*_orig * *_mask``.
 
@@ -94,11 +84,6 @@ def effective_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
         return (orig * getattr(module, name + "_mask").to(orig.dtype)).detach()
     value = getattr(module, name, None)
     return None if value is None else value.detach()
-
-
-def hidden_parameters(model: MLP) -> Params:
-    """The ``(module, "weight")`` pairs whose rows (neurons) structured pruning may remove."""
-    return [(m, "weight") for _, m in hidden_linears(model)]
 
 
 def neuron_prune(
@@ -134,11 +119,6 @@ def neuron_prune(
             prune.custom_from_mask(module, "bias", row_alive)
 
 
-def structured_prune_step(model: MLP, amount: float) -> None:
-    """One L2 structured step on ``model``: :func:`neuron_prune` of its hidden layers, in place."""
-    neuron_prune(hidden_parameters(model), amount)
-
-
 def alive_neurons(module: nn.Module) -> torch.Tensor:
     """Boolean vector over output units of ``module``: False where the unit is dead.
 
@@ -153,11 +133,6 @@ def alive_neurons(module: nn.Module) -> torch.Tensor:
     if bias is not None:
         alive |= bias.ne(0)
     return alive
-
-
-def neurons_remaining(model: MLP) -> dict[str, int]:
-    """Number of alive neurons per hidden layer, e.g. ``{"layers.0": 512, "layers.2": 300}``."""
-    return {name: int(alive_neurons(m).sum()) for name, m in hidden_linears(model)}
 
 
 def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
@@ -221,33 +196,3 @@ def shrink_pair(
     new_producer = rebuild_layer(producer, w1[keep], None if b1 is None else b1[keep])
     new_consumer = rebuild_layer(consumer, w2[:, keep], b2)
     return new_producer, new_consumer
-
-
-def shrink(model: MLP) -> MLP:
-    """A new, smaller MLP with every dead hidden neuron physically removed; same outputs.
-
-    ``model`` is not mutated; it may be reparametrized (masks) or have had ``prune.remove``.
-    The result has no pruning hooks; remaining unstructured zeros stay as zeros.
-    """
-    linears = [m for _, m in hidden_linears(model)] + [model.out]
-    new_linears: list[nn.Module] = [linears[0]]
-    for i in range(len(linears) - 1):
-        keep = alive_neurons(linears[i])
-        if not keep.any():  # a fully dead layer: keep one (zero) unit so shapes stay valid
-            keep[0] = True
-        new_linears[i], new_next = shrink_pair(new_linears[i], linears[i + 1], keep)
-        new_linears.append(new_next)
-    if len(linears) == 1:  # no hidden layer: just copy the output layer
-        new_linears[0] = rebuild_layer(
-            linears[0], effective_tensor(linears[0], "weight"), effective_tensor(linears[0], "bias")
-        )
-    hidden = tuple(m.out_features for m in new_linears[:-1])
-    small = MLP(linears[0].in_features, hidden, model.out.out_features)
-    small = small.to(dtype=new_linears[-1].weight.dtype)
-    if model.embedding is not None:  # input side is untouched: copy it whole
-        small.embedding = copy.deepcopy(model.embedding)
-    with torch.no_grad():
-        for i, m in enumerate(new_linears[:-1]):
-            small.layers[2 * i].load_state_dict(m.state_dict())
-        small.out.load_state_dict(new_linears[-1].state_dict())
-    return small.train(model.training)

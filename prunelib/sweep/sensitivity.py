@@ -6,10 +6,10 @@ prunes a deep copy of the model so that ``level`` of that group's weights are ze
 given criterion, global over the group: magnitude by default), evaluates it, and returns one
 row per (group, level). The model passed in is never changed.
 
-Group builders: :func:`mlp_groups` (each Linear of :class:`prunelib.families.mlp.models.MLP` by name) and
-:func:`sew_groups` (a SEW/wav2vec2-style CTC model: feature-encoder convolutions, attention
-projections, feed-forward layers, and each transformer layer by index). Groups may overlap
-(``attention`` is part of every ``layer.i``): each is pruned on its own.
+The groups come from the family (:meth:`Family.sensitivity_groups`: each Linear of an MLP; a
+SEW model's feature encoder, attention, feed-forward, and each transformer layer). Groups may
+overlap (``attention`` is part of every ``layer.i``): each is pruned on its own.
+:func:`family_sensitivity` runs it for a family's model on its data.
 Plot the result with :func:`prunelib.report.plots.sensitivity_figure` (columns ``group``,
 ``sparsity`` and the metric).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -25,8 +26,11 @@ from torch import nn
 
 from prunelib.progress import progress
 from prunelib.pruning.criteria import get_criterion
+from prunelib.pruning.params import Params
 
-Params = list[tuple[nn.Module, str]]
+if TYPE_CHECKING:
+    from prunelib.families.contract import Family
+
 Groups = Mapping[str, Params]
 
 #: Default sparsity levels: 0 (the dense reference) then 10 % .. 90 %.
@@ -151,58 +155,16 @@ def sensitivity(
     return pd.DataFrame(rows, columns=["group", "sparsity", "group_sparsity", "model_sparsity", metric])
 
 
-# --------------------------------------------------------------------------- group builders
+def family_sensitivity(
+    family: Family, model: nn.Module, data: Any, levels: Iterable[float] = DEFAULT_LEVELS, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`sensitivity` of ``model`` over ``family.sensitivity_groups``, scored by the family's metric.
 
-
-def mlp_groups(model: nn.Module) -> dict[str, Params]:
-    """Each ``nn.Linear`` of a :class:`prunelib.families.mlp.models.MLP` by its name (``layers.0``, ``layers.2``, ``out``).
-
-    Raises:
-        ValueError: the model has no Linear layer.
+    Works on a prepared copy; ``model`` is not changed. The metric column is named by
+    ``family.metric.name``.
     """
-    groups = {name: [(m, "weight")] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    if not groups:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to group")
-    return groups
-
-
-def sew_groups(model: nn.Module, others: bool = False) -> dict[str, Params]:
-    """Component groups of a SEW (or wav2vec2-style) CTC model.
-
-    ``feature_extractor`` (every conv of the feature encoder), ``attention`` (q, k, v and out
-    projections of every layer), ``feed_forward`` (both dense layers of every layer), then
-    ``layer.0``, ``layer.1``, ... (every Linear of that transformer layer). With ``others``
-    also ``pos_conv_embed``, ``upsample`` (SEW's upsampling projection, if any) and ``lm_head``.
-    The positional conv must have its weight norm folded first
-    (:func:`prunelib.families.sew.sweep.fold_weight_norm`) for ``others``.
-
-    Raises:
-        ValueError: ``model`` does not have the SEW/wav2vec2 layout.
-    """
-    base = getattr(model, "base_model", model)
-    try:
-        convs = [layer.conv for layer in base.feature_extractor.conv_layers]
-        layers = list(base.encoder.layers)
-    except AttributeError as err:
-        raise ValueError(f"{type(model).__name__} does not look like a SEW/wav2vec2 CTC model: {err}") from None
-    groups: dict[str, Params] = {"feature_extractor": [(c, "weight") for c in convs]}
-    groups["attention"] = [
-        (getattr(layer.attention, p), "weight") for layer in layers for p in ("q_proj", "k_proj", "v_proj", "out_proj")
-    ]
-    groups["feed_forward"] = [
-        (getattr(layer.feed_forward, p), "weight") for layer in layers for p in ("intermediate_dense", "output_dense")
-    ]
-    for i, layer in enumerate(layers):
-        groups[f"layer.{i}"] = [(m, "weight") for m in layer.modules() if isinstance(m, nn.Linear)]
-    if others:
-        pos = base.encoder.pos_conv_embed.conv
-        if torch.nn.utils.parametrize.is_parametrized(pos):
-            raise ValueError("pos_conv_embed weight is parametrized: call fold_weight_norm(model) first")
-        groups["pos_conv_embed"] = [(pos, "weight")]
-        upsample = getattr(base.encoder, "upsample", None)
-        if upsample is not None:
-            groups["upsample"] = [(upsample.projection, "weight")]
-        head = getattr(model, "lm_head", None)
-        if head is not None:
-            groups["lm_head"] = [(head, "weight")]
-    return groups
+    work = family.prepare(copy.deepcopy(model))
+    name = family.metric.name
+    return sensitivity(
+        work, family.sensitivity_groups(work), lambda m: family.evaluate(m, data)[name], levels, metric=name, seed=seed
+    )

@@ -24,8 +24,9 @@ from prunelib.deploy.precision import (
     round_trip,
     stored_kind,
 )
-from prunelib.families.mlp.models import ModelSpec, build_model, prunable_parameters
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.storage.compact import (
     load_compact,
     load_into,
@@ -42,7 +43,7 @@ torch.set_num_threads(1)
 def pruned_lenet(density: float = 0.3, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = build_model(ModelSpec("lenet300", 784, 10))
-    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=1 - density)
+    prune.global_unstructured(linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=1 - density)
     return model
 
 

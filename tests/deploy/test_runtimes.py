@@ -34,15 +34,16 @@ from prunelib.deploy.runtimes import (
 )
 from prunelib.deploy.sparse_exec import SparseLinear
 from prunelib.families.mlp.data import Splits
-from prunelib.families.mlp.models import MLP, ModelSpec, prunable_parameters
+from prunelib.families.mlp.models import MLP, ModelSpec
 from prunelib.families.mlp.train import init_model
 from prunelib.pruning.criteria import magnitude_prune, named_masks
+from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.pruning.structured import hidden_parameters, neuron_prune
 
 
 def pruned(model: nn.Module, steps: int = 2) -> nn.Module:
     for _ in range(steps):
-        magnitude_prune(prunable_parameters(model), 0.5)
+        magnitude_prune(linear_and_conv_weights(model), 0.5)
     return model.eval()
 
 
@@ -124,7 +125,7 @@ def test_sst2_model_parity_on_real_phrases(sst2_small: Splits) -> None:
 def test_parity_fails_for_a_session_exported_before_the_weights_changed(trained_lenet, mnist5k: Splits) -> None:
     model = pruned(trained_lenet[0], steps=1)
     session = ort_session(export_onnx(model, mnist5k.test.x[:1]))
-    magnitude_prune(prunable_parameters(model), 0.5)  # the model moves on; the session is stale
+    magnitude_prune(linear_and_conv_weights(model), 0.5)  # the model moves on; the session is stale
     with pytest.raises(ValueError, match=r"ONNX Runtime output differs from PyTorch by .* \(tolerance 0\.0001\)"):
         check_parity(model, session, mnist5k.test.x[:16])
 
@@ -316,7 +317,7 @@ def test_forward_steps_compute_exactly_what_the_module_does() -> None:
     torch.manual_seed(0)
     mlp = build_model(ModelSpec("lenet300", 784, 10))
     x = torch.randn(5, 1, 28, 28)
-    magnitude_prune(prunable_parameters(mlp), 0.5)
+    magnitude_prune(linear_and_conv_weights(mlp), 0.5)
     assert forward_steps(mlp) is None  # pruning hooks present: fall back to the module call
     plain = deploy(mlp)
     assert forward_steps(plain) is not None

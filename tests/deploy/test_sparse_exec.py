@@ -19,14 +19,15 @@ from prunelib.deploy.sparse_exec import (
     choose_execution,
     to_sparse_execution,
 )
-from prunelib.families.mlp.models import MLP, prunable_parameters
+from prunelib.families.mlp.models import MLP
 from prunelib.pruning.criteria import remove_reparametrization
+from prunelib.pruning.params import linear_and_conv_weights
 
 
 def pruned_mlp(amount: float, seed: int = 0) -> MLP:
     torch.manual_seed(seed)
     model = MLP(20, (32, 24), 5).eval()
-    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=amount)
+    prune.global_unstructured(linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=amount)
     return model
 
 

@@ -8,8 +8,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.deploy.sparse_exec import SparseLinear, to_sparse_execution
-from prunelib.families.mlp.models import MLP, prunable_parameters
+from prunelib.families.mlp.models import MLP
 from prunelib.measure.flops import count_flops, flops_by_layer
+from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.pruning.structured import shrink, structured_prune_step
 
 
@@ -27,9 +28,9 @@ def test_dense_mlp_counts_in_times_out() -> None:
 
 def test_unstructured_pruned_run_densely_costs_the_dense_count() -> None:
     model = small_mlp()
-    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.9)
+    prune.global_unstructured(linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=0.9)
     assert count_flops(model, torch.randn(1, 10)) == 146
-    for module, name in prunable_parameters(model):
+    for module, name in linear_and_conv_weights(model):
         prune.remove(module, name)
     assert count_flops(model, torch.randn(1, 10)) == 146
 
@@ -47,9 +48,9 @@ def test_sparse_layer_counts_nonzeros() -> None:
     assert count_flops(layer, torch.randn(1, 3)) == 4
     assert count_flops(layer, torch.randn(2, 5, 3)) == 40
     model = small_mlp()
-    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.75)
+    prune.global_unstructured(linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=0.75)
     fast, _ = to_sparse_execution(model, torch.randn(1, 10), force="sparse")
-    nonzero = sum(int(m.weight.count_nonzero()) for m, _ in prunable_parameters(model))
+    nonzero = sum(int(m.weight.count_nonzero()) for m, _ in linear_and_conv_weights(model))
     assert count_flops(fast, torch.randn(1, 10)) == nonzero == round(0.25 * 146)
 
 

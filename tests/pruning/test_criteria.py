@@ -17,7 +17,7 @@ from torch import nn
 
 from prunelib.config import TrainConfig
 from prunelib.families.mlp.data import Split
-from prunelib.families.mlp.models import ModelSpec, build_model, effective_parameters, prunable_parameters
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.families.mlp.train import train
 from prunelib.pruning.criteria import (
     CRITERIA,
@@ -31,6 +31,7 @@ from prunelib.pruning.criteria import (
     remove_reparametrization,
     rewind,
 )
+from prunelib.pruning.params import effective_parameters, linear_and_conv_weights
 from prunelib.pruning.sparsity import prunable_names
 
 PROPERTY = settings(max_examples=30, deadline=None)
@@ -58,7 +59,7 @@ def perturb(model: nn.Module, seed: int) -> None:
     """Change every weight in place as an optimizer step would (masks untouched)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module, name in prunable_parameters(model):
+        for module, name in linear_and_conv_weights(model):
             param = getattr(module, f"{name}_orig", None)
             param = param if param is not None else getattr(module, name)
             param.mul_(torch.rand(param.shape, generator=gen) * 4)
@@ -86,7 +87,7 @@ def test_amount_outside_0_1_is_rejected_before_anything_changes(
 ) -> None:
     model = make_mlp((4, 3, 2))
     with pytest.raises(ValueError, match="amount"):
-        get_criterion(criterion)(prunable_parameters(model), amount, 0)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, 0)
     assert named_masks(model) == {}
 
 
@@ -109,7 +110,7 @@ def test_random_prune_is_seeded_and_leaves_the_global_rng_alone(make_mlp: Callab
     models = [make_mlp((6, 5, 4), levels=1) for _ in range(3)]
     state = torch.get_rng_state()
     for model, seed in zip(models, (1, 1, 2)):
-        random_prune(prunable_parameters(model), 0.4, seed)
+        random_prune(linear_and_conv_weights(model), 0.4, seed)
     assert torch.equal(torch.get_rng_state(), state)
     a, b, c = (named_masks(m) for m in models)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -118,7 +119,7 @@ def test_random_prune_is_seeded_and_leaves_the_global_rng_alone(make_mlp: Callab
 
 def test_named_masks_use_plain_names_and_are_copies(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((4, 3, 2))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     masks = named_masks(model)
     assert sorted(masks) == ["0.weight", "2.weight"]
     masks["0.weight"].zero_()
@@ -145,7 +146,7 @@ def test_masks_are_binary_monotone_and_prune_exactly_round_amount_times_remainin
     for step in range(steps):
         if trained:
             perturb(model, seed + step)
-        prune_step(prunable_parameters(model), amount, seed + step)
+        prune_step(linear_and_conv_weights(model), amount, seed + step)
         after = masks_of(model)
         for name, mask in after.items():
             assert mask.dtype == before[name].dtype
@@ -182,7 +183,7 @@ def test_every_pruned_magnitude_is_at_most_every_kept_one(
         if trained:
             perturb(model, seed + step)  # the weights scored are today's, not those of the last forward
         masks, weights = masks_of(model), weights_of(model)
-        get_criterion(criterion)(prunable_parameters(model), amount, seed)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, seed)
         after = masks_of(model)
         groups = [list(masks)] if criterion == "magnitude" else [[n] for n in masks]
         for names in groups:
@@ -195,11 +196,11 @@ def test_every_pruned_magnitude_is_at_most_every_kept_one(
 def test_magnitude_scores_the_current_weights_after_training(make_mlp: Callable[..., nn.Sequential]) -> None:
     """torch's global pruning reads the ``weight`` cached at the last forward; an optimizer step makes it stale."""
     model = make_mlp((6, 5))
-    magnitude_prune(prunable_parameters(model), 0.3)
+    magnitude_prune(linear_and_conv_weights(model), 0.3)
     train(model, tiny_split(model, 16, 0), TrainConfig(epochs=3, batch_size=4, lr=0.5), seed=0)
     weights = weights_of(model)["0.weight"].abs()
     survivors = model[0].weight_mask == 1
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     newly = survivors & (model[0].weight_mask == 0)
     assert float(weights[newly].max()) <= float(weights[model[0].weight_mask == 1].min())
 
@@ -207,7 +208,7 @@ def test_magnitude_scores_the_current_weights_after_training(make_mlp: Callable[
 # ---------------------------------------------------------------- reparametrization
 def test_remove_reparametrization_returns_a_plain_copy(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((5, 4, 3))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     dense = remove_reparametrization(model)
     assert dense is not model
     assert named_masks(dense) == {} and not any(n.endswith("_orig") for n, _ in dense.named_parameters())
@@ -220,7 +221,7 @@ def test_remove_reparametrization_returns_a_plain_copy(make_mlp: Callable[..., n
 
 def test_refresh_masked_makes_the_cached_weight_current_and_copyable(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((4, 3))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     model(torch.randn(2, 4)).sum().backward()  # cached weight now carries autograd history
     with torch.no_grad():
         model[0].weight_orig.add_(1.0)
@@ -233,7 +234,7 @@ def test_refresh_masked_makes_the_cached_weight_current_and_copyable(make_mlp: C
 # ---------------------------------------------------------------- rewinding
 def test_initial_state_is_a_detached_copy_by_plain_name(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((4, 3))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     init = initial_state(model)
     assert sorted(init) == ["0.bias", "0.weight"]
     assert torch.equal(init["0.weight"], model[0].weight_orig.detach() * model[0].weight_mask)
@@ -258,7 +259,7 @@ def test_rewinding_restores_survivors_exactly_and_keeps_pruned_at_zero(
     cfg = TrainConfig(epochs=1, batch_size=4, lr=0.05)
     for step in range(steps):
         train(model, data, cfg, seed + step)
-        get_criterion(criterion)(prunable_parameters(model), amount, seed + step)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, seed + step)
         masks = masks_of(model)
         rewind(model, init)
         assert all(torch.equal(masks[n], m) for n, m in masks_of(model).items()), "rewind changed a mask"
@@ -270,7 +271,7 @@ def test_rewinding_restores_survivors_exactly_and_keeps_pruned_at_zero(
                 assert bool((effective[name][~keep] == 0).all())
             else:
                 assert torch.equal(effective[name], value)
-        for module, name in prunable_parameters(model):  # the cached ``weight`` attribute agrees too
+        for module, name in linear_and_conv_weights(model):  # the cached ``weight`` attribute agrees too
             if hasattr(module, f"{name}_mask"):
                 assert torch.equal(
                     getattr(module, name), getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask")
@@ -288,7 +289,7 @@ def test_rewinding_an_unpruned_model(make_mlp: Callable[..., nn.Sequential]) -> 
 def test_rewinding_with_weights_of_another_shape_names_the_parameter() -> None:
     lenet = build_model(ModelSpec("lenet300", 784, 10))
     other = initial_state(build_model(ModelSpec("mlp1m", 784, 10)))
-    magnitude_prune(prunable_parameters(lenet), 0.2)
+    magnitude_prune(linear_and_conv_weights(lenet), 0.2)
     with pytest.raises(
         ValueError,
         match=r"initial weight 'layers\.0\.(weight|bias)' has shape \(1024,( 784)?\), the model has \(300,( 784)?\)",

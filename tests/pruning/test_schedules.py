@@ -17,9 +17,9 @@ from torch import nn
 from prunelib.config import DataConfig, MeasureConfig, PruneConfig, RunConfig, TrainConfig
 from prunelib.deploy.runtimes import deploy
 from prunelib.families.mlp.data import Splits
-from prunelib.families.mlp.models import effective_parameters, prunable_parameters
 from prunelib.families.mlp.train import evaluate, init_model
 from prunelib.pruning.criteria import initial_state, magnitude_prune, named_masks
+from prunelib.pruning.params import effective_parameters, linear_and_conv_weights
 from prunelib.pruning.schedules import (
     SCHEDULES,
     Schedule,
@@ -261,7 +261,7 @@ def test_structured_schedule_needs_a_known_criterion_and_an_mlp(make_splits: Cal
 # ---------------------------------------------------------------- measure and run_sweep
 def test_measure_reports_the_schedule_columns_and_changes_nothing(trained_lenet, mnist5k: Splits) -> None:
     model, _ = trained_lenet
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     masks, before = named_masks(model), weights(model)
     row = measure(model, mnist5k, FAST_MEASURE)
     assert list(row) == list(SWEEP_COLUMNS[1:]) and list(row)[: len(SCHEDULE_COLUMNS) - 1] == list(SCHEDULE_COLUMNS[1:])
@@ -285,7 +285,7 @@ def test_static_metrics_keys_and_deployed_values(
     if structured:
         neuron_prune(hidden_parameters(model), 0.5)
     else:
-        magnitude_prune(prunable_parameters(model), 0.5)
+        magnitude_prune(linear_and_conv_weights(model), 0.5)
     masks = named_masks(model)
     cfg = MeasureConfig(precision=precision)
     row = static_metrics(model, mnist5k, cfg, structured=structured)

@@ -11,14 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from prunelib.families.mlp.models import (
-    ModelSpec,
-    build_model,
-    count_parameters,
-    effective_parameters,
-    prunable_parameters,
-)
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import CRITERIA, get_criterion, named_masks, remove_reparametrization
+from prunelib.pruning.params import count_parameters, effective_parameters, linear_and_conv_weights
 from prunelib.pruning.sparsity import count_nonzero, expected_sparsity, prunable_names, sparsity_report
 
 PROPERTY = settings(max_examples=30, deadline=None)
@@ -32,7 +27,7 @@ criterion_st = st.sampled_from(sorted(CRITERIA))
 def pruned_mlp(make_mlp: Callable[..., nn.Sequential], widths, levels, amount, steps, seed, criterion) -> nn.Sequential:
     model = make_mlp(tuple(widths), seed, levels)
     for step in range(steps):
-        get_criterion(criterion)(prunable_parameters(model), amount, seed + step)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, seed + step)
     return model
 
 
@@ -128,8 +123,8 @@ def test_expected_sparsity_matches_repeated_pruning_within_rounding(
     """Each step rounds once (per parameter for layerwise): at most one weight off per step per count."""
     model = make_mlp(tuple(widths), seed, levels)
     total = sparsity_report(model).prunable_total
-    counts = 1 if criterion != "layerwise" else len(prunable_parameters(model))
+    counts = 1 if criterion != "layerwise" else len(linear_and_conv_weights(model))
     for k in range(1, steps + 1):
-        get_criterion(criterion)(prunable_parameters(model), amount, seed + k)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, seed + k)
         pruned = sparsity_report(model).prunable_zeros
         assert abs(pruned - expected_sparsity(amount, k) * total) <= k * counts

@@ -13,17 +13,18 @@ from safetensors import safe_open
 from torch import nn
 
 from prunelib.families.mlp.data import Splits
-from prunelib.families.mlp.models import ModelSpec, build_model, prunable_parameters
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.families.mlp.train import init_model
 from prunelib.pruning.criteria import magnitude_prune, named_masks, random_prune
+from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.storage.checkpoint import load_checkpoint, read_tensors, save_checkpoint
 
 SPEC = ModelSpec("lenet300", 784, 10)
 
 
 def pruned_lenet(model: nn.Module) -> nn.Module:
-    magnitude_prune(prunable_parameters(model), 0.5)
-    magnitude_prune(prunable_parameters(model), 0.3)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.3)
     return model.eval()
 
 
@@ -53,7 +54,7 @@ def test_pruned_model_round_trips_masks_and_outputs(
     loaded = load_checkpoint(fresh, path)
     assert loaded is fresh and not loaded.training
     assert_same_masks(loaded, model)
-    for a, b in zip(prunable_parameters(loaded), prunable_parameters(model)):
+    for a, b in zip(linear_and_conv_weights(loaded), linear_and_conv_weights(model)):
         assert torch.equal(a[0].weight, b[0].weight)  # the cached masked weight too, not the fresh model's
     x = mnist5k.test.x[:64]
     assert torch.equal(loaded(x), model(x))
@@ -63,7 +64,7 @@ def test_pruned_model_round_trips_masks_and_outputs(
 
 def test_the_file_is_plain_safetensors(make_mlp, tmp_path: Path) -> None:
     model = make_mlp((4, 3))
-    random_prune(prunable_parameters(model), 0.5, seed=0)
+    random_prune(linear_and_conv_weights(model), 0.5, seed=0)
     raw = save_checkpoint(model, tmp_path / "m.safetensors").read_bytes()
     (length,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + length])
@@ -80,8 +81,8 @@ def test_unpruned_model_round_trips(make_mlp, tmp_path: Path) -> None:
 
 def test_loading_into_a_pruned_model_takes_the_files_masks(make_mlp, tmp_path: Path) -> None:
     source, target = make_mlp((6, 5), seed=1), make_mlp((6, 5), seed=2)
-    magnitude_prune(prunable_parameters(source), 0.5)
-    random_prune(prunable_parameters(target), 0.2, seed=3)
+    magnitude_prune(linear_and_conv_weights(source), 0.5)
+    random_prune(linear_and_conv_weights(target), 0.2, seed=3)
     load_checkpoint(target, save_checkpoint(source, tmp_path / "p.safetensors"))
     assert_same_masks(target, source)
     x = torch.randn(3, 6)
@@ -97,7 +98,7 @@ def test_loading_into_a_pruned_model_takes_the_files_masks(make_mlp, tmp_path: P
 def test_checkpoint_from_another_model_is_rejected(tmp_path: Path, other: ModelSpec, prune_source: bool) -> None:
     source = build_model(other)
     if prune_source:
-        magnitude_prune(prunable_parameters(source), 0.5)
+        magnitude_prune(linear_and_conv_weights(source), 0.5)
     path = save_checkpoint(source, tmp_path / "other.safetensors")
     with pytest.raises(ValueError) as info:
         load_checkpoint(build_model(SPEC), path)
@@ -106,7 +107,7 @@ def test_checkpoint_from_another_model_is_rejected(tmp_path: Path, other: ModelS
 
 def test_mask_for_a_parameter_the_model_lacks_is_named(make_mlp, tmp_path: Path) -> None:
     source = make_mlp((4, 3, 2))
-    magnitude_prune(prunable_parameters(source), 0.5)
+    magnitude_prune(linear_and_conv_weights(source), 0.5)
     with pytest.raises(ValueError, match=r"mask '2\.weight_mask' names no parameter"):
         load_checkpoint(make_mlp((4, 3)), save_checkpoint(source, tmp_path / "deep.safetensors"))
 

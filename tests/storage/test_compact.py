@@ -18,8 +18,9 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 from torch.nn.utils import prune
 
-from prunelib.families.mlp.models import ModelSpec, build_model, prunable_parameters
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.storage.compact import (
     compact_bytes,
     compact_stats,
@@ -156,7 +157,7 @@ def pruned_mlp(density: float, name: str = "mlp1m", seed: int = 0) -> torch.nn.M
     """A randomly initialised preset, pruned globally by magnitude to ``density``."""
     torch.manual_seed(seed)
     model = build_model(ModelSpec(name, 784, 10))
-    params = prunable_parameters(model)
+    params = linear_and_conv_weights(model)
     if density < 1.0:
         prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=1.0 - density)
     else:
@@ -178,7 +179,7 @@ def mlp1m_base() -> torch.nn.Module:
 @pytest.mark.parametrize("k", SWEEP_K, ids=[f"k{k}" for k in SWEEP_K])
 def test_size_within_entropy_bound_over_the_sweep(mlp1m_base: torch.nn.Module, k: int) -> None:
     model = copy.deepcopy(mlp1m_base)
-    params = prunable_parameters(model)
+    params = linear_and_conv_weights(model)
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=1.0 - 0.67**k)
     state = model_tensors(model)
     stats = compact_stats(state)
@@ -199,7 +200,7 @@ def test_size_within_entropy_bound_over_the_sweep(mlp1m_base: torch.nn.Module, k
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_lower_precision_is_within_its_bound(mlp1m_base: torch.nn.Module, precision: str) -> None:
     model = copy.deepcopy(mlp1m_base)
-    prune.global_unstructured(prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.8)
+    prune.global_unstructured(linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=0.8)
     state = model_tensors(model)
     stats, fp32 = compact_stats(state, precision), compact_stats(state, "fp32")
     assert stats.disk_compact_bytes <= 1.10 * stats.disk_bound_bytes + 4096
@@ -209,7 +210,7 @@ def test_lower_precision_is_within_its_bound(mlp1m_base: torch.nn.Module, precis
 def test_pruned_model_restores_exactly(tmp_path: Path) -> None:
     model = pruned_mlp(0.3, "lenet300", seed=1)
     prune.global_unstructured(
-        prunable_parameters(model), pruning_method=prune.L1Unstructured, amount=0.5
+        linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=0.5
     )  # two masks deep
     save_model_compact(model, tmp_path / "m.compact")
     fresh = build_model(ModelSpec("lenet300", 784, 10))

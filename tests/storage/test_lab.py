@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from prunelib.families.mlp.models import ModelSpec, build_model, count_parameters, prunable_parameters
+from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import CRITERIA, get_criterion, magnitude_prune, named_masks
+from prunelib.pruning.params import count_parameters, linear_and_conv_weights
 from prunelib.pruning.sparsity import count_nonzero
 from prunelib.storage.lab import dense_state_dict, disk_dense_bytes, disk_sparse_bytes, lab_sparse_state_dict
 
@@ -20,13 +21,13 @@ from prunelib.storage.lab import dense_state_dict, disk_dense_bytes, disk_sparse
 def lenet(sparsity_steps: int, amount: float = 0.5) -> nn.Module:
     model = build_model(ModelSpec("lenet300", 784, 10))
     for _ in range(sparsity_steps):
-        magnitude_prune(prunable_parameters(model), amount)
+        magnitude_prune(linear_and_conv_weights(model), amount)
     return model
 
 
 def test_dense_state_dict_has_plain_keys_and_zeros_where_pruned(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((5, 4, 3))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     state = dense_state_dict(model)
     assert sorted(state) == ["0.bias", "0.weight", "2.bias", "2.weight"]
     assert torch.equal(state["0.weight"], model[0].weight_orig.detach() * model[0].weight_mask)
@@ -35,7 +36,7 @@ def test_dense_state_dict_has_plain_keys_and_zeros_where_pruned(make_mlp: Callab
 
 def test_lab_sparse_state_dict_stores_2d_weights_as_coo(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((6, 5, 4))
-    magnitude_prune(prunable_parameters(model), 0.6)
+    magnitude_prune(linear_and_conv_weights(model), 0.6)
     dense, sparse = dense_state_dict(model), lab_sparse_state_dict(model)
     assert sorted(sparse) == sorted(dense)
     for key, value in sparse.items():
@@ -69,7 +70,7 @@ def test_coo_is_larger_than_dense_at_low_sparsity_and_smaller_at_high() -> None:
 
 def test_measuring_size_does_not_change_the_model(make_mlp: Callable[..., nn.Sequential]) -> None:
     model = make_mlp((5, 4))
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     masks, weights = named_masks(model), model[0].weight_orig.detach().clone()
     disk_dense_bytes(model), disk_sparse_bytes(model)
     assert torch.equal(named_masks(model)["0.weight"], masks["0.weight"])
@@ -91,7 +92,7 @@ def test_sparse_bytes_are_monotone_in_the_number_of_nonzeros(
     model = make_mlp(tuple(widths), seed, levels)
     trace = [(count_nonzero(model), disk_sparse_bytes(model))]
     for step in range(steps):
-        get_criterion(criterion)(prunable_parameters(model), amount, seed + step)
+        get_criterion(criterion)(linear_and_conv_weights(model), amount, seed + step)
         trace.append((count_nonzero(model), disk_sparse_bytes(model)))
     for (nnz_a, bytes_a), (nnz_b, bytes_b) in zip(trace, trace[1:]):
         assert nnz_b <= nnz_a

@@ -94,36 +94,3 @@ def build_model(spec: ModelSpec) -> MLP:
     if spec.name not in PRESETS:
         raise ValueError(f"unknown model {spec.name!r}; choose one of {sorted(PRESETS)}")
     return MLP(spec.in_features, PRESETS[spec.name], spec.num_classes, spec.vocab_size, spec.embed_dim)
-
-
-def prunable_parameters(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """The ``(module, "weight")`` pairs pruning touches: every Linear and Conv1d weight.
-
-    Embeddings, biases and norms stay dense, as in the lab.
-    """
-    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Total number of parameters (effective weights; masks and buffers not counted)."""
-    return sum(p.numel() for _, p in effective_parameters(model))
-
-
-def effective_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Each parameter as the forward pass sees it: ``weight_orig * weight_mask`` where pruned.
-
-    Names are the plain ones (``layers.0.weight``), so the list is the same before and after
-    ``prune.remove``.
-    """
-    out: list[tuple[str, torch.Tensor]] = []
-    for mod_name, module in model.named_modules():
-        prefix = f"{mod_name}." if mod_name else ""
-        for p_name, param in module.named_parameters(recurse=False):
-            if p_name.endswith("_orig"):
-                base = p_name[: -len("_orig")]
-                mask = getattr(module, f"{base}_mask", None)
-                value = param.detach() if mask is None else param.detach() * mask
-                out.append((prefix + base, value))
-            else:
-                out.append((prefix + p_name, param.detach()))
-    return out

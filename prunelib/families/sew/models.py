@@ -106,6 +106,19 @@ class SewArch:
 
 #: The exact architecture of asapp/sew-tiny-100k-ft-ls100h (40,725,311 parameters).
 SEW_TINY = SewArch()
+#: A few-thousand-parameter SEW with SEW-tiny's 320-sample frame stride and every kind of
+#: structured unit (``sew-mini``: random weights; smoke tests and the family contract tests).
+SEW_MINI = SewArch(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    num_conv_pos_embeddings=7,
+    num_conv_pos_embedding_groups=4,
+    conv_dim=(8, 16, 32),
+    conv_stride=(5, 8, 8),
+    conv_kernel=(10, 8, 8),
+)
 
 
 def sew_config(arch: SewArch = SEW_TINY) -> SEWConfig:
@@ -195,6 +208,7 @@ def load_speech_model(
 
     Args:
         name_or_path: ``"sew-tiny"`` (exact SEW-tiny architecture, random weights from ``seed``),
+            ``"sew-mini"`` (:data:`SEW_MINI`, random weights from ``seed``),
             ``"sew-fsdd"`` (the small SEW trained on FSDD, trained once then cached), an existing
             directory (``from_pretrained``), or anything else as a hub id.
         seed: weight seed for ``"sew-tiny"``.
@@ -204,8 +218,8 @@ def load_speech_model(
     Raises:
         OSError: a hub id that cannot be fetched (offline or unknown).
     """
-    if isinstance(name_or_path, (str, Path)) and str(name_or_path) == "sew-tiny":
-        return build_sew(SEW_TINY, seed), build_processor()
+    if isinstance(name_or_path, (str, Path)) and str(name_or_path) in ("sew-tiny", "sew-mini"):
+        return build_sew(SEW_TINY if str(name_or_path) == "sew-tiny" else SEW_MINI, seed), build_processor()
     if isinstance(name_or_path, (str, Path)) and str(name_or_path) == "sew-fsdd":
         from prunelib.families.sew.train import SpeechTrainConfig, trained_fsdd_model  # train imports models
 

@@ -14,7 +14,6 @@ which is 0 for even counts. :func:`check_parity` checks both parities over the e
 
 from __future__ import annotations
 
-import copy
 import io
 import warnings
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from torch import nn
 
 from prunelib.deploy.runtimes import CTC_RUNTIMES, ort_session, set_torch_threads, time_calls
 from prunelib.families.sew.data import SAMPLE_RATE
-from prunelib.pruning.criteria import remove_reparametrization
+from prunelib.families.sew.deploy import inference_copy
 
 #: ONNX input / output names of an exported CTC model.
 INPUT_NAME = "input_values"
@@ -46,18 +45,6 @@ class LogitsOnly(nn.Module):
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         return self.model(input_values=input_values).logits
-
-
-def inference_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in eval mode with pruning made permanent and weight norm folded into ``weight``."""
-    from prunelib.families.sew.sweep import fold_weight_norm  # sweep imports this module
-
-    dense = remove_reparametrization(model) if _has_pruning(model) else copy.deepcopy(model)
-    return fold_weight_norm(dense).eval()
-
-
-def _has_pruning(model: nn.Module) -> bool:
-    return any(name.endswith("_mask") for name, _ in model.named_buffers())
 
 
 def frames_for(model: nn.Module, samples: int) -> int:

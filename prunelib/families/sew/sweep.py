@@ -7,7 +7,7 @@ step without timing (for the bench suite, which times with pytest-benchmark itse
 
 Prunable parameters: the ``weight`` of every ``nn.Linear`` and ``nn.Conv1d`` — the feature
 encoder's convolutions, the positional convolution, the attention and feed-forward projections,
-the upsampling projection and the CTC head — as :func:`prunelib.families.mlp.models.prunable_parameters`
+the upsampling projection and the CTC head — as :func:`prunelib.families.mlp.models.linear_and_conv_weights`
 selects them. Biases and the group/layer norms stay dense, as in the lab.
 
 The positional convolution (``sew.encoder.pos_conv_embed.conv``) carries a weight-norm
@@ -37,8 +37,6 @@ from torch.nn.utils import parametrize
 
 from prunelib.config import check_fraction
 from prunelib.deploy.runtimes import check_runtime, time_calls
-from prunelib.families.mlp.models import count_parameters
-from prunelib.families.mlp.models import prunable_parameters as _linear_and_conv_weights
 from prunelib.families.sew.data import (
     Utterance,
     dataset_folder,
@@ -55,6 +53,8 @@ from prunelib.families.sew.wer import evaluate_wer
 from prunelib.measure.flops import count_flops
 from prunelib.progress import progress
 from prunelib.pruning.criteria import get_criterion, initial_state, refresh_masked, rewind
+from prunelib.pruning.params import count_parameters
+from prunelib.pruning.params import linear_and_conv_weights as _linear_and_conv_weights
 from prunelib.pruning.schedules import Schedule, get_schedule, size_metrics
 from prunelib.storage.checkpoint import load_checkpoint
 from prunelib.sweep.sensitivity import DEFAULT_LEVELS, sensitivity, sew_groups

@@ -7,17 +7,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from prunelib.families.mlp.models import (
-    MLP,
-    PRESETS,
-    MeanEmbedding,
-    ModelSpec,
-    build_model,
-    count_parameters,
-    effective_parameters,
-    prunable_parameters,
-)
+from prunelib.families.mlp.models import MLP, PRESETS, MeanEmbedding, ModelSpec, build_model
 from prunelib.pruning.criteria import magnitude_prune
+from prunelib.pruning.params import count_parameters, effective_parameters, linear_and_conv_weights
 
 
 def linear_count(widths: list[int]) -> int:
@@ -67,18 +59,18 @@ def test_mean_embedding_matches_embedding_bag_and_ignores_padding() -> None:
 
 def test_prunable_parameters_are_linear_and_conv1d_weights_only() -> None:
     model = build_model(ModelSpec("sst2-mlp", 7, 2, vocab_size=40, embed_dim=8))
-    pairs = prunable_parameters(model)
+    pairs = linear_and_conv_weights(model)
     assert [m for m, _ in pairs] == [model.layers[0], model.layers[2], model.out]
     assert {n for _, n in pairs} == {"weight"}
     conv = nn.Sequential(nn.Conv1d(2, 3, 3), nn.BatchNorm1d(3), nn.Linear(4, 2))
-    assert [m for m, _ in prunable_parameters(conv)] == [conv[0], conv[2]]
+    assert [m for m, _ in linear_and_conv_weights(conv)] == [conv[0], conv[2]]
 
 
 def test_effective_parameters_are_masked_and_keep_plain_names() -> None:
     model = build_model(ModelSpec("lenet300", 12, 3))
     before = [n for n, _ in effective_parameters(model)]
     assert before == [n for n, _ in model.named_parameters()]
-    magnitude_prune(prunable_parameters(model), 0.5)
+    magnitude_prune(linear_and_conv_weights(model), 0.5)
     pruned = dict(effective_parameters(model))
     assert sorted(pruned) == sorted(before)  # torch re-registers weight_orig after bias
     for name, module in (
@@ -89,7 +81,7 @@ def test_effective_parameters_are_masked_and_keep_plain_names() -> None:
         assert torch.equal(pruned[name], module.weight_orig * module.weight_mask)
         assert int((pruned[name] == 0).sum()) > 0
     assert not any(t.requires_grad for t in pruned.values())
-    for module, name in prunable_parameters(model):
+    for module, name in linear_and_conv_weights(model):
         prune.remove(module, name)
     removed = dict(effective_parameters(model))
     assert list(removed) == list(pruned)

@@ -11,10 +11,11 @@ from torch import nn
 
 from prunelib.config import TrainConfig
 from prunelib.families.mlp.data import Split, Splits
-from prunelib.families.mlp.models import MLP, ModelSpec, prunable_parameters
+from prunelib.families.mlp.models import MLP, ModelSpec
 from prunelib.families.mlp.train import evaluate, init_model, predict, train
 from prunelib.progress import progress
 from prunelib.pruning.criteria import magnitude_prune, named_masks
+from prunelib.pruning.params import linear_and_conv_weights
 
 SPEC = ModelSpec("lenet300", 12, 3)
 QUICK = TrainConfig(epochs=2, batch_size=16, lr=1e-2)
@@ -58,11 +59,11 @@ def test_train_returns_the_model_in_eval_mode_and_zero_epochs_change_nothing(
 
 def test_pruned_weights_stay_zero_through_training(make_splits: Callable[..., Splits]) -> None:
     model = init_model(SPEC, 0)
-    magnitude_prune(prunable_parameters(model), 0.7)
+    magnitude_prune(linear_and_conv_weights(model), 0.7)
     masks = named_masks(model)
     train(model, make_splits(n=80).train, TrainConfig(epochs=2, batch_size=8, lr=1e-2, weight_decay=1e-3), seed=0)
     assert all(torch.equal(named_masks(model)[k], m) for k, m in masks.items())
-    for module, _name in prunable_parameters(model):
+    for module, _name in linear_and_conv_weights(model):
         w = module.weight_orig.detach() * module.weight_mask
         assert bool((w[module.weight_mask == 0] == 0).all())
         assert int((module.weight_orig.grad[module.weight_mask == 0] != 0).sum()) == 0

@@ -10,7 +10,6 @@ import torch
 from transformers import SEWForCTC
 
 import prunelib.families.sew.train as speech_train
-from prunelib.families.mlp.models import prunable_parameters
 from prunelib.families.sew.models import (
     SEW_TINY,
     SEW_TINY_PARAMETERS,
@@ -22,6 +21,7 @@ from prunelib.families.sew.models import (
     load_speech_model,
     sew_config,
 )
+from prunelib.pruning.params import linear_and_conv_weights
 
 from .tiny import TINY
 
@@ -39,7 +39,7 @@ def test_sew_tiny_has_exactly_the_published_size() -> None:
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     assert 160e6 < state_bytes < 166e6  # ~163 MB of float32
     assert model.config.vocab_size == len(processor.tokenizer) == 32
-    assert prunable_parameters(model)  # pruning sees its Linear and Conv1d weights
+    assert linear_and_conv_weights(model)  # pruning sees its Linear and Conv1d weights
 
 
 def test_sew_config_carries_the_arch() -> None:

@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.families.mlp.models import count_parameters
 from prunelib.families.sew.data import Utterance, dataset_folder, join_digits, read_librispeech
 from prunelib.families.sew.models import build_processor, build_sew, load_speech_model
 from prunelib.families.sew.sweep import (
@@ -23,9 +22,9 @@ from prunelib.families.sew.sweep import (
     SpeechPruneConfig,
     fold_weight_norm,
     iterate_schedule,
+    linear_and_conv_weights,
     load_sweep_checkpoint,
     prepare_model,
-    prunable_parameters,
     run_sweep,
     save_speech_model,
     static_metrics,
@@ -33,6 +32,7 @@ from prunelib.families.sew.sweep import (
 )
 from prunelib.families.sew.train import SpeechTrainConfig
 from prunelib.families.sew.wer import evaluate_wer
+from prunelib.pruning.params import count_parameters
 from prunelib.pruning.sparsity import sparsity_report
 from prunelib.storage.checkpoint import save_checkpoint
 from prunelib.sweep.sensitivity import sew_groups
@@ -71,7 +71,7 @@ def tiny_model(seed: int = 0) -> nn.Module:
 def test_fold_weight_norm_is_exact_and_makes_the_pos_conv_prunable() -> None:
     model = tiny_model()
     with pytest.raises(ValueError, match="fold_weight_norm"):
-        prunable_parameters(model)
+        linear_and_conv_weights(model)
     x = torch.randn(1, 6400, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = model(input_values=x).logits
@@ -81,7 +81,7 @@ def test_fold_weight_norm_is_exact_and_makes_the_pos_conv_prunable() -> None:
     with torch.no_grad():
         assert torch.allclose(folded(input_values=x).logits, want, atol=1e-6)
     assert model.sew.encoder.pos_conv_embed.conv.weight.shape == conv.weight.shape  # original intact
-    params = prunable_parameters(folded)
+    params = linear_and_conv_weights(folded)
     assert (conv, "weight") in params
     linear_conv = [m for m in folded.modules() if isinstance(m, (nn.Linear, nn.Conv1d))]
     assert len(params) == len(linear_conv) == 3 + 1 + 2 * 6 + 1 + 1  # convs, pos, layers, upsample, head

@@ -1,0 +1,367 @@
+"""The model-family contract: everything prunelib needs to know about a model, in one place.
+
+A *family* is what a user writes to bring a model, its data and its metric to prunelib. It
+builds the model from a seed, loads its data splits from a data dir, trains and retrains it with
+its own frozen hyper-parameters, evaluates it into named metrics (one primary :class:`Metric`
+with its direction), gives example inputs for timing, and says which tensors are prunable.
+Optionally it removes whole units (structured pruning) and shrinks a model physically; it may
+override ONNX export and deployment. Every stage of prunelib (schedules, rewinding, sparsity,
+sizes, compact format, precisions, runtimes, cache, sensitivity, knee, report, compare) talks to
+a model only through this class; it never looks at the concrete model type.
+
+A family that cannot do something raises :class:`Unsupported` with the reason (or leaves it out
+of :attr:`Family.runtimes` / :attr:`Family.precisions`); the stage then skips that combination
+and prints the reason. Register a family through the ``prunelib.families`` entry point group or
+load it with ``--family module:callable`` (:mod:`prunelib.families.registry`).
+
+The smallest family (see ``examples/`` and the README's "Bring your own model")::
+
+    class Digits(Family):
+        name = "digits"
+        metric = Metric("accuracy", higher_is_better=True)
+        datasets = ("digits",)
+        models = ("tiny-cnn",)
+
+        def hparams(self, dataset, quick): return Hyper(epochs=2 if quick else 10)
+        def load_data(self, dataset, model, data_dir, seed, quick): ...
+        def build(self, model, data, seed): ...
+        def train(self, model, data, hparams, seed, phase): ...
+        def evaluate(self, model, data): return {"accuracy": ...}
+        def example_inputs(self, data, batch): return data.test_x[:batch]
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import io
+import math
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunelib.pruning.criteria import remove_reparametrization
+
+Params = list[tuple[nn.Module, str]]
+Phase = Literal["dense", "retrain"]
+Runner = Callable[[torch.Tensor], Any]
+
+#: Every runtime and precision prunelib knows (a family supports a subset).
+ALL_RUNTIMES = ("torch", "onnxruntime", "torch-sparse")
+ALL_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class Unsupported(Exception):
+    """A family cannot do what was asked (structured pruning, ONNX, a precision); the message says why."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A family's primary metric: its results column name, direction and range.
+
+    ``name`` is the column in ``results.csv`` and the key in ``extra_info`` (``accuracy``,
+    ``wer``, or the user's own); ``low``/``high`` bound every valid value (``math.inf`` allowed).
+    """
+
+    name: str
+    higher_is_better: bool
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"metric name must be an identifier, got {self.name!r}")
+        if not self.low < self.high:
+            raise ValueError(f"metric {self.name}: low {self.low} must be below high {self.high}")
+
+    def loss(self, dense: float, value: float) -> float:
+        """How much worse ``value`` is than ``dense`` (positive = worse), in the metric's units."""
+        return dense - value if self.higher_is_better else value - dense
+
+    def in_range(self, value: float) -> bool:
+        """Whether ``value`` is a valid reading of this metric."""
+        return not math.isnan(value) and self.low <= value <= self.high
+
+
+def fingerprint(obj: Any) -> str:
+    """A content hash of data: tensors, arrays, strings, numbers, and dataclasses/lists/dicts of them.
+
+    The default :meth:`Family.data_fingerprint`: the same bytes give the same key, wherever they
+    were read from. Raises ``TypeError`` naming a value it cannot hash.
+    """
+    digest = hashlib.sha256()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().contiguous().cpu()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, np.ndarray):
+            a = np.ascontiguousarray(value)
+            digest.update(f"A{a.dtype}{a.shape}".encode())
+            digest.update(a.tobytes())
+        elif isinstance(value, (str, int, float, bool, type(None))):
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+        elif is_dataclass(value) and not isinstance(value, type):
+            digest.update(type(value).__name__.encode())
+            for f in fields(value):
+                digest.update(f.name.encode())
+                walk(getattr(value, f.name))
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                digest.update(str(k).encode())
+                walk(value[k])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                walk(item)
+        else:
+            raise TypeError(f"cannot fingerprint a {type(value).__name__}; override Family.data_fingerprint")
+
+    walk(obj)
+    return digest.hexdigest()[:16]
+
+
+class Family(ABC):
+    """Base class of every model family; subclass it and fill in the abstract methods.
+
+    Class attributes:
+        name: registry name (``--family NAME``).
+        metric: the primary :class:`Metric`.
+        datasets: data sets this family reads (``--dataset``); the first is the default.
+        models: model presets (the first is the default); :meth:`check_model` may accept more.
+        runtimes / precisions: what its models can be deployed on (subsets of :data:`ALL_RUNTIMES`,
+            :data:`ALL_PRECISIONS`).
+        batched: whether example inputs have a meaningful batch axis (timed at ``--prune-batches``);
+            ``False`` times one fixed example (e.g. a clip of audio).
+        amount / iterations: the lab's schedule for this family (fraction of the remaining
+            weights per step, steps); ``quick_amount`` / ``quick_iterations`` for ``--prune-quick``.
+        parity_atol: how far ONNX Runtime's fp32 outputs may sit from PyTorch's.
+        floors: dense metric each (dataset, model) must reach, ``(full, quick)``; a bench gate.
+        smoke: the (dataset, model) small enough for the contract tests (default: the first of each).
+    """
+
+    name: ClassVar[str]
+    metric: ClassVar[Metric]
+    datasets: ClassVar[tuple[str, ...]]
+    models: ClassVar[tuple[str, ...]]
+    runtimes: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime")
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    batched: ClassVar[bool] = True
+    amount: ClassVar[float] = 0.33
+    iterations: ClassVar[int] = 10
+    quick_amount: ClassVar[float] = 0.5
+    quick_iterations: ClassVar[int] = 5
+    parity_atol: ClassVar[float] = 1e-4
+    floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {}
+    smoke: ClassVar[tuple[str, str] | None] = None
+
+    # ------------------------------------------------------------------ data and model
+
+    @abstractmethod
+    def hparams(self, dataset: str, quick: bool) -> Any:
+        """The frozen dataclass of training hyper-parameters for ``dataset`` (shorter when ``quick``)."""
+
+    @abstractmethod
+    def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> Any:
+        """The data splits (any object the family's own methods understand), seeded by ``seed``.
+
+        ``data_dir`` is the data root (one folder per data set) or ``None`` for embedded data.
+        Raises ``FileNotFoundError``/``ValueError`` naming the missing or malformed file.
+        """
+
+    @abstractmethod
+    def build(self, model: str, data: Any, seed: int) -> nn.Module:
+        """The model ``model`` with weights drawn from ``seed`` (or loaded pretrained), in eval mode.
+
+        Its state right after this call is what IMP with rewinding goes back to.
+        """
+
+    @abstractmethod
+    def train(self, model: nn.Module, data: Any, hparams: Any, seed: int, phase: Phase) -> None:
+        """Train ``model`` in place: ``phase="dense"`` once before pruning, ``"retrain"`` after each step.
+
+        Must keep pruned weights at zero (train through ``torch.nn.utils.prune``'s reparametrization)
+        and be deterministic given ``seed``. A pretrained family may make ``"dense"`` a no-op.
+        """
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data: Any) -> dict[str, float]:
+        """Named metrics of ``model`` on the test split; must include :attr:`metric`'s name."""
+
+    @abstractmethod
+    def example_inputs(self, data: Any, batch: int) -> torch.Tensor:
+        """Inputs to time and export on: ``batch`` rows (or one fixed example when not :attr:`batched`)."""
+
+    def check_model(self, model: str) -> None:
+        """Raise ``ValueError`` naming the known models unless ``model`` is one this family builds."""
+        if model not in self.models:
+            raise ValueError(f"family {self.name!r} has no model {model!r}; choose one of {list(self.models)}")
+
+    def check_dataset(self, dataset: str) -> None:
+        """Raise ``ValueError`` naming the known data sets unless ``dataset`` is one of :attr:`datasets`."""
+        if dataset not in self.datasets:
+            raise ValueError(f"family {self.name!r} has no dataset {dataset!r}; choose one of {list(self.datasets)}")
+
+    def data_fingerprint(self, data: Any) -> str:
+        """A content hash of ``data`` for the cache key (default: :func:`fingerprint`)."""
+        return fingerprint(data)
+
+    def sources(self) -> list[Path]:
+        """Source files or packages whose content decides what this family's checkpoints hold.
+
+        Default: the package folder of the module defining the family's class (a single module
+        when it is top level). Part of the cache key, with every file of prunelib itself.
+        """
+        module = inspect.getmodule(type(self))
+        path = Path(inspect.getfile(type(self))).resolve()
+        if module is not None and module.__name__.startswith("prunelib."):
+            return [path.parent]
+        return [path.parent if (path.parent / "__init__.py").exists() else path]
+
+    # ------------------------------------------------------------------ pruning
+
+    def prunable(self, model: nn.Module, embeddings: bool = False) -> Params:
+        """``(module, "weight")`` pairs unstructured pruning may touch.
+
+        Default: the weight of every Linear and Conv layer, plus every Embedding when
+        ``embeddings``; biases and norms stay dense, as in the lab.
+        """
+        kinds: tuple[type, ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        if embeddings:
+            kinds += (nn.Embedding,)
+        return [(m, "weight") for m in model.modules() if isinstance(m, kinds)]
+
+    def structured_step(self, model: nn.Module, amount: float, seed: int) -> None:
+        """Mask ``amount`` of each group's remaining units (rows, channels, heads) in place."""
+        raise Unsupported(f"family {self.name!r} does not support structured pruning")
+
+    def units_remaining(self, model: nn.Module) -> dict[str, int]:
+        """Units still alive per structured group (for the schedule gate)."""
+        raise Unsupported(f"family {self.name!r} does not support structured pruning")
+
+    def unit_sparsity(self, model: nn.Module) -> float:
+        """Fraction of structured units removed; NaN when the family has no units."""
+        return math.nan
+
+    def shrink(self, model: nn.Module) -> nn.Module:
+        """A physically smaller copy of a structured-pruned ``model`` with the same outputs."""
+        raise Unsupported(f"family {self.name!r} cannot shrink a model")
+
+    @property
+    def structured(self) -> bool:
+        """Whether :meth:`structured_step` and :meth:`shrink` are implemented."""
+        cls = type(self)
+        return cls.structured_step is not Family.structured_step and cls.shrink is not Family.shrink
+
+    def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
+        """Groups pruned one at a time by the sensitivity analysis (default: each prunable layer)."""
+        names = {id(m): n for n, m in model.named_modules()}
+        return {names[id(m)] or "model": [(m, p)] for m, p in self.prunable(model)}
+
+    # ------------------------------------------------------------------ deployment
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Make a freshly built or loaded model ready to prune (in place; default: eval mode)."""
+        return model.eval()
+
+    def deploy(self, model: nn.Module, structured: bool) -> nn.Module:
+        """The model as it ships, fp32, in eval mode: a new module, ``model`` unchanged.
+
+        Default: pruning made permanent, then :meth:`shrink` when ``structured``.
+        """
+        plain = remove_reparametrization(model)
+        return (self.shrink(plain) if structured else plain).eval()
+
+    def forward(self, deployed: nn.Module) -> Runner:
+        """A callable running a deployed model on example inputs and returning one tensor."""
+        deployed.eval()
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():
+                return deployed(x)
+
+        return run
+
+    def export_onnx(self, deployed: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
+        """ONNX bytes of a deployed model, with a dynamic batch axis (TorchScript exporter)."""
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                copy.deepcopy(deployed).eval(),
+                (example,),
+                buf,
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
+        return buf.getvalue()
+
+    def check_outputs(
+        self, expected: np.ndarray, got: np.ndarray, data: Any, what: str, atol: float | None = None
+    ) -> float:
+        """Compare a runtime's outputs with PyTorch's; return the largest difference.
+
+        Raises ``ValueError`` when they differ by more than ``atol`` (default :attr:`parity_atol`):
+        a wrong model is never timed. A family may add its own check (e.g. identical transcripts).
+        """
+        atol = self.parity_atol if atol is None else atol
+        if expected.shape != got.shape:
+            raise ValueError(f"{what}: output shape {got.shape}, PyTorch {expected.shape}")
+        worst = float(np.max(np.abs(expected - got))) if expected.size else 0.0
+        if not worst <= atol:
+            raise ValueError(f"{what} differs from PyTorch by {worst:.3g} (tolerance {atol:g})")
+        return worst
+
+    def parity_inputs(self, data: Any) -> torch.Tensor:
+        """Inputs a runtime is checked on before timing (default: 64 example rows, or the one example)."""
+        return self.example_inputs(data, 64 if self.batched else 1)
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def default_pair(self) -> tuple[str, str]:
+        """The (dataset, model) a run uses when none is named."""
+        return self.datasets[0], self.models[0]
+
+    @property
+    def smoke_pair(self) -> tuple[str, str]:
+        """The (dataset, model) the contract tests run (:attr:`smoke`, else :attr:`default_pair`)."""
+        return self.smoke if self.smoke is not None else self.default_pair
+
+    def describe(self) -> dict[str, str]:
+        """One line per capability, for ``python -m prunelib families``."""
+        from prunelib.pruning.schedules import SCHEDULES
+
+        methods = [m for m, s in SCHEDULES.items() if self.structured or not s.structured]
+        return {
+            "datasets": ", ".join(self.datasets),
+            "models": ", ".join(self.models),
+            "metric": f"{self.metric.name} ({'higher' if self.metric.higher_is_better else 'lower'} is better)",
+            "methods": ", ".join(methods),
+            "runtimes": ", ".join(self.runtimes),
+            "precisions": ", ".join(self.precisions),
+        }
+
+    def supports(self, method: str | None = None, runtime: str | None = None, precision: str | None = None) -> str:
+        """``""`` when the combination runs, else the reason it is skipped."""
+        from prunelib.pruning.schedules import get_schedule
+
+        if method is not None and get_schedule(method).structured and not self.structured:
+            return f"family {self.name!r} does not support structured pruning ({method})"
+        if runtime is not None and runtime not in self.runtimes:
+            return f"family {self.name!r} does not run on {runtime} (runs on {', '.join(self.runtimes)})"
+        if precision is not None and precision not in self.precisions:
+            return f"family {self.name!r} does not support precision {precision} ({', '.join(self.precisions)})"
+        return ""

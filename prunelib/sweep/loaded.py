@@ -1,0 +1,53 @@
+"""A sweep's in-memory inputs: the family, its data and hyper-parameters, loaded once."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from prunelib.families.contract import Family
+from prunelib.families.datadir import data_root
+from prunelib.storage.checkpoint import load_checkpoint
+from prunelib.sweep.spec import SweepSpec
+
+
+@dataclass
+class Loaded:
+    """What every stage of one (family, data set, model, seed) needs in memory."""
+
+    family: Family
+    data: Any
+    hparams: Any
+    _skeletons: dict[tuple[str, int], nn.Module] = field(default_factory=dict)
+
+    def fresh(self, spec: SweepSpec) -> nn.Module:
+        """``spec.model`` as the family builds it from ``spec.seed``, prepared for pruning (a new copy)."""
+        key = (spec.model, spec.seed)
+        if key not in self._skeletons:
+            self._skeletons[key] = self.family.prepare(self.family.build(spec.model, self.data, spec.seed))
+        return copy.deepcopy(self._skeletons[key])
+
+    def checkpoint(self, spec: SweepSpec, path: Any) -> nn.Module:
+        """The checkpoint at ``path`` (masks re-applied) loaded into a fresh model, in eval mode."""
+        return load_checkpoint(self.fresh(spec), path).eval()
+
+
+def load(spec: SweepSpec) -> Loaded:
+    """Resolve ``spec``'s family, check its data set and model, and load the data.
+
+    Raises:
+        ValueError: unknown family, data set or model (named).
+        DataError / FileNotFoundError: the data dir or a data file is missing (named).
+    """
+    family = spec.resolve()
+    family.check_dataset(spec.dataset)
+    family.check_model(spec.model)
+    reason = family.supports(method=spec.method)
+    if reason:
+        raise ValueError(reason)
+    root = data_root(spec.data_dir)
+    data = family.load_data(spec.dataset, spec.model, root, spec.seed, spec.quick)
+    return Loaded(family, data, family.hparams(spec.dataset, spec.quick))

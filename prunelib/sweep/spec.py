@@ -1,0 +1,56 @@
+"""One sweep, described as data: which family, data set, model, method and schedule, and its seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prunelib.config import check_fraction
+from prunelib.families.contract import Family
+from prunelib.families.registry import get_family
+from prunelib.pruning.schedules import Schedule, get_schedule
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A pruning sweep: ``family`` builds ``model`` for ``dataset`` and ``method`` prunes it ``iterations`` times.
+
+    ``family`` is a registered name or ``module:callable``. ``amount`` is the fraction of the
+    *remaining* weights (or of each group's remaining units, structured) removed per step.
+    ``precision`` is what the cached metrics are measured at. ``embeddings`` lets unstructured
+    pruning touch embedding tables too. ``data_dir`` says where the data lives and is not part
+    of any cache key (the data's content is).
+    """
+
+    family: str
+    dataset: str
+    model: str
+    method: str
+    amount: float
+    iterations: int
+    seed: int = 0
+    quick: bool = False
+    embeddings: bool = False
+    precision: str = "fp32"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fraction("amount", self.amount)
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        get_schedule(self.method)
+
+    @property
+    def label(self) -> str:
+        """``dataset-model-method`` (the model's last path part): test ids and report sections."""
+        return f"{self.dataset}-{Path(self.model).name}-{self.method}"
+
+    @property
+    def schedule(self) -> Schedule:
+        return get_schedule(self.method)
+
+    def resolve(self) -> Family:
+        """The family object (loaded once per process)."""
+        return get_family(self.family)
