@@ -1,8 +1,10 @@
 """Parametrization and session state of the bench suite: which sweeps run, and their cached checkpoints.
 
-Test ids read ``<dataset>-<model>-<method>-it<k>-<runtime>-b<batch>``. Everything expensive
-(training, every checkpoint of every schedule) comes from :mod:`prunelib.sweep.cache`, built once per
-configuration and reused by later runs, so a warm run only re-times.
+Test ids read ``<dataset>-<model>-<method>-it<k>-<runtime>-b<batch>`` (families timed at batch
+sizes) or ``<dataset>-<model>-<method>-it<k>-<runtime>`` (families timed on one fixed example,
+such as a clip of audio). Everything expensive (training, every checkpoint of every schedule)
+comes from :mod:`prunelib.sweep.cache`, built once per configuration and reused by later runs,
+so a warm run only re-times. Every stage talks to the model through its family.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ from typing import Any
 import pytest
 import torch
 
-from prunelib.deploy.runtimes import CTC_RUNTIMES
-from prunelib.families.mlp.data import DataError, Splits, load_data
 from prunelib.plugin.options import prune_option
-from prunelib.sweep.cache import SweepArtifacts, SweepSpec, default_cache_root, prepare_sweep
-from prunelib.sweep.suite import OptionError, SuiteOptions, parse_options, speech_specs, sweep_specs
+from prunelib.sweep.cache import SweepArtifacts, default_cache_root, prepare_sweep
+from prunelib.sweep.loaded import Loaded, load
+from prunelib.sweep.spec import SweepSpec
+from prunelib.sweep.suite import OptionError, SuiteOptions, Triple, parse_options, sweep_specs
 
-RAW_OPTIONS = ("datasets", "methods", "iterations", "amount", "seed", "runtimes", "batches", "precisions", "threads")
+RAW_OPTIONS = (
+    "datasets",
+    "family",
+    "methods",
+    "iterations",
+    "amount",
+    "seed",
+    "runtimes",
+    "batches",
+    "precisions",
+    "threads",
+)
 
 
 @dataclass(frozen=True)
@@ -34,33 +47,36 @@ class InferenceCase:
 
     @property
     def id(self) -> str:
-        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}-b{self.batch}"
+        batch = f"-b{self.batch}" if self.spec.resolve().batched else ""
+        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}"
 
 
 @dataclass
 class Suite:
-    """Parsed options plus per-session memo of loaded data and prepared sweeps."""
+    """Parsed options plus a per-session memo of loaded families and data, and prepared sweeps."""
 
     opts: SuiteOptions
     cache_root: Path
     specs: list[SweepSpec]
-    _splits: dict[Any, Splits] = field(default_factory=dict)
+    _loaded: dict[Any, Loaded] = field(default_factory=dict)
     _sweeps: dict[SweepSpec, SweepArtifacts] = field(default_factory=dict)
 
-    def splits(self, spec: SweepSpec) -> Splits:
-        if spec.data not in self._splits:
-            try:
-                self._splits[spec.data] = load_data(spec.data)
-            except DataError as exc:
-                pytest.skip(
-                    f"{spec.data.name}: data not available ({exc}); pass --prune-data-dir or set PRUNELIB_DATA_DIR"
-                )
-        return self._splits[spec.data]
+    def loaded(self, spec: SweepSpec) -> Loaded:
+        """Family, data and hyper-parameters of ``spec``, loaded once (a missing data set is an error)."""
+        key = (spec.family, spec.dataset, spec.model, spec.seed, spec.quick, spec.data_dir)
+        if key not in self._loaded:
+            self._loaded[key] = load(spec)
+        return self._loaded[key]
 
     def sweep(self, spec: SweepSpec) -> SweepArtifacts:
         if spec not in self._sweeps:
-            self._sweeps[spec] = prepare_sweep(spec, self.splits(spec), self.cache_root)
+            self._sweeps[spec] = prepare_sweep(spec, self.loaded(spec), self.cache_root)
         return self._sweeps[spec]
+
+    def specs_of(self, triple: Triple) -> list[SweepSpec]:
+        return [
+            s for s in self.specs if (s.family, s.dataset, s.model) == (triple.family, triple.dataset, triple.model)
+        ]
 
 
 SUITE = pytest.StashKey[Suite]()
@@ -68,63 +84,86 @@ SUITE = pytest.StashKey[Suite]()
 
 def suite_of(config: pytest.Config) -> Suite:
     if SUITE not in config.stash:
-        raw = {name: prune_option(config, f"--prune-{name}") for name in RAW_OPTIONS}
+        raw: dict[str, object] = {name: config.getoption(f"--prune-{name}") for name in RAW_OPTIONS}
+        for name in ("runtimes", "batches", "precisions", "threads", "iterations", "amount", "seed"):
+            raw[name] = prune_option(config, f"--prune-{name}")
+        if raw["family"] is None:
+            raw["family"] = prune_option(config, "--prune-family")
+        raw["ini_datasets"] = prune_option(config, "--prune-datasets")
+        raw["ini_methods"] = prune_option(config, "--prune-methods")
         raw["data_dir"] = config.getoption("--prune-data-dir")
         raw["quick"] = config.getoption("--prune-quick")
+        raw["embeddings"] = config.getoption("--prune-embeddings")
         try:
             opts = parse_options(raw)
-        except OptionError as exc:
+        except (OptionError, ValueError) as exc:
             raise pytest.UsageError(str(exc)) from None
         cache = prune_option(config, "--prune-cache-dir")
         config.stash[SUITE] = Suite(opts, Path(cache) if cache else default_cache_root(), sweep_specs(opts))
     return config.stash[SUITE]
 
 
+def _param(value: Any, id: str, reason: str = "") -> Any:
+    """A parameter, skipped with ``reason`` when its family cannot run it."""
+    return pytest.param(value, id=id, marks=[pytest.mark.skip(reason=reason)] if reason else [])
+
+
 def _iterations(spec: SweepSpec) -> range:
-    return range(spec.prune.iterations + 1)
+    return range(spec.iterations + 1)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     suite = suite_of(metafunc.config)
     opts = suite.opts
-    if "inference_case" in metafunc.fixturenames:
+    names = set(metafunc.fixturenames)
+    if {"inference_case", "speech_case"} & names:
+        batched = "inference_case" in names
         cases = [
             InferenceCase(spec, k, runtime, batch)
             for spec in suite.specs
+            if spec.resolve().batched == batched
             for k in _iterations(spec)
             for runtime in opts.runtimes
-            for batch in opts.batches
+            for batch in (opts.batches if batched else (1,))
         ]
-        metafunc.parametrize("inference_case", cases, ids=[c.id for c in cases])
-    if "sweep_spec" in metafunc.fixturenames:
-        metafunc.parametrize("sweep_spec", suite.specs, ids=[s.label for s in suite.specs])
-    if "checkpoint_case" in metafunc.fixturenames:
-        cases = [(spec, k) for spec in suite.specs for k in _iterations(spec)]
-        metafunc.parametrize("checkpoint_case", cases, ids=[f"{s.label}-it{k:02d}" for s, k in cases])
-    if "precision_case" in metafunc.fixturenames:
+        params = [_param(c, c.id, c.spec.resolve().supports(method=c.spec.method, runtime=c.runtime)) for c in cases]
+        metafunc.parametrize("inference_case" if batched else "speech_case", params)
+    if "sweep_spec" in names:
+        metafunc.parametrize(
+            "sweep_spec", [_param(s, s.label, s.resolve().supports(method=s.method)) for s in suite.specs]
+        )
+    if "checkpoint_case" in names:
+        cases = [(s, k) for s in suite.specs for k in _iterations(s)]
+        metafunc.parametrize(
+            "checkpoint_case",
+            [_param(c, f"{c[0].label}-it{c[1]:02d}", c[0].resolve().supports(method=c[0].method)) for c in cases],
+        )
+    if "precision_case" in names:
         cases = [
-            (spec, k, precision)
-            for spec in suite.specs
-            for k in sorted({0, spec.prune.iterations // 2, spec.prune.iterations})
-            for precision in opts.precisions
+            (s, k, p)
+            for s in suite.specs
+            if s.resolve().batched
+            for k in sorted({0, s.iterations // 2, s.iterations})
+            for p in opts.precisions
         ]
-        metafunc.parametrize("precision_case", cases, ids=[f"{s.label}-it{k:02d}-{p}" for s, k, p in cases])
-    if {"speech_case", "speech_spec", "speech_model_spec"} & set(metafunc.fixturenames):
-        specs = speech_specs(opts)
-        runtimes = [r for r in opts.runtimes if r in CTC_RUNTIMES]
-        cases = [(s, k, r) for s in specs for k in range(s.iterations + 1) for r in runtimes]
-        if "speech_case" in metafunc.fixturenames:
-            metafunc.parametrize("speech_case", cases, ids=[f"{s.label}-it{k:02d}-{r}" for s, k, r in cases])
-        elif "speech_spec" in metafunc.fixturenames:
-            metafunc.parametrize("speech_spec", specs, ids=[s.label for s in specs])
-        else:  # one spec per speech model, for what does not depend on the schedule (sensitivity)
-            per_model = [s for s in specs if s.method == "no-retrain"]
-            metafunc.parametrize(
-                "speech_model_spec", per_model, ids=[f"{s.dataset}-{Path(s.model).name}" for s in per_model]
-            )
-    if "pair" in metafunc.fixturenames:
-        pairs = [p for p in opts.pairs if any((s.data.name, s.model) == p for s in suite.specs)]
-        metafunc.parametrize("pair", pairs, ids=[f"{d}-{m}" for d, m in pairs])
+        metafunc.parametrize(
+            "precision_case",
+            [
+                _param(
+                    c, f"{c[0].label}-it{c[1]:02d}-{c[2]}", c[0].resolve().supports(method=c[0].method, precision=c[2])
+                )
+                for c in cases
+            ],
+        )
+    if "speech_spec" in names:
+        specs = [s for s in suite.specs if s.family == "sew"]
+        metafunc.parametrize("speech_spec", [_param(s, s.label) for s in specs])
+    if "speech_model_spec" in names:
+        per_model = [s for s in suite.specs if s.family == "sew" and s.method == "no-retrain"]
+        metafunc.parametrize("speech_model_spec", [_param(s, f"{s.dataset}-{Path(s.model).name}") for s in per_model])
+    if "pair" in names:
+        triples = [t for t in opts.triples if suite.specs_of(t)]
+        metafunc.parametrize("pair", [_param(t, t.id) for t in triples])
 
 
 @pytest.fixture(scope="session")

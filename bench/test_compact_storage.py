@@ -22,8 +22,8 @@ BOUND_FACTOR, FILE_OVERHEAD = 1.10, 4096
 
 def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, request) -> None:
     spec, k = checkpoint_case
-    sweep, splits = suite.sweep(spec), suite.splits(spec)
-    model = load_model(sweep, splits, k)
+    sweep = suite.sweep(spec)
+    model = load_model(sweep, suite.loaded(spec), k)
     tensors = model_tensors(model)
     stats = save_compact(tensors, tmp_path / "model.prunelib", "fp32")
     dense, coo = disk_dense_bytes(model), disk_sparse_bytes(model)
@@ -38,9 +38,9 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
         pd.DataFrame(
             [
                 {
-                    "dataset": spec.data.name,
+                    "dataset": spec.dataset,
                     "model": spec.model,
-                    "method": spec.prune.method,
+                    "method": spec.method,
                     "iteration": k,
                     "sparsity": sweep.row(k)["sparsity"],
                     "disk_compact_bytes": stats.disk_compact_bytes,
@@ -59,7 +59,7 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
     assert loaded.keys() == tensors.keys()
     for name, t in tensors.items():
         assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), f"{name} changed in the round trip"
-    benchmark.group = f"{spec.data.name}-{spec.model}-compact-load"
+    benchmark.group = f"{spec.dataset}-{spec.model}-compact-load"
     info = extra_info(
         spec,
         k,

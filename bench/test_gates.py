@@ -1,7 +1,8 @@
 """Correctness gates over the cached sweeps: what CI's quick mode asserts before anything is timed.
 
-The sparsity schedule, monotone masks, rewinding, the cache's honesty, and the accuracy the lab
-reported; a functional regression in training or pruning fails here in minutes.
+The sparsity schedule, monotone masks, rewinding, the cache's honesty, and the metric the lab
+reported; a functional regression in training or pruning fails here in minutes. Every gate
+reads the family's metric and its direction, so it holds for any family.
 """
 
 from __future__ import annotations
@@ -9,29 +10,28 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import named_masks
 from prunelib.pruning.params import effective_parameters
-from prunelib.pruning.schedules import get_schedule
 from prunelib.pruning.sparsity import expected_sparsity
-from prunelib.pruning.structured import neurons_remaining
+from prunelib.pruning.structured import count_to_prune
+from prunelib.storage.checkpoint import read_tensors
 from prunelib.sweep.cache import load_model, masks_equal, replay_rewind_step
-from prunelib.sweep.suite import accuracy_floor
+from prunelib.sweep.metrics import static_metrics
+from prunelib.sweep.suite import metric_floor
 
 #: How far the measured sparsity may sit from 1-(1-a)^k: per-step rounding to whole weights.
 SPARSITY_ATOL = 2e-3
 
 
 def test_sparsity_follows_the_schedule(sweep_spec, suite) -> None:
-    sweep, amount = suite.sweep(sweep_spec), sweep_spec.prune.amount
-    if get_schedule(sweep_spec.prune.method).structured:
-        splits = suite.splits(sweep_spec)
-        widths = neurons_remaining(load_model(sweep, splits, 0))
-        for k in range(1, sweep_spec.prune.iterations + 1):
-            alive = neurons_remaining(load_model(sweep, splits, k))
-            for layer, n in alive.items():
-                want = widths[layer] * (1 - amount) ** k
-                assert abs(n - want) <= k, f"{layer} at it{k}: {n} neurons left, schedule says {want:.1f}"
+    sweep, amount = suite.sweep(sweep_spec), sweep_spec.amount
+    if sweep_spec.schedule.structured:
+        loaded = suite.loaded(sweep_spec)
+        want = loaded.family.units_remaining(load_model(sweep, loaded, 0))
+        for k in range(1, sweep_spec.iterations + 1):
+            want = {g: n - count_to_prune(amount, n) for g, n in want.items()}
+            alive = loaded.family.units_remaining(load_model(sweep, loaded, k))
+            assert alive == want, f"it{k}: units left {alive}, the schedule says {want}"
         return
     for k, measured in zip(sweep.metrics["iteration"], sweep.metrics["sparsity"]):
         want = expected_sparsity(amount, int(k))
@@ -41,10 +41,10 @@ def test_sparsity_follows_the_schedule(sweep_spec, suite) -> None:
 
 
 def test_masks_are_binary_and_never_regrow(sweep_spec, suite) -> None:
-    sweep, splits = suite.sweep(sweep_spec), suite.splits(sweep_spec)
+    sweep, loaded = suite.sweep(sweep_spec), suite.loaded(sweep_spec)
     previous = None
-    for k in range(sweep_spec.prune.iterations + 1):
-        masks = named_masks(load_model(sweep, splits, k))
+    for k in range(sweep_spec.iterations + 1):
+        masks = named_masks(load_model(sweep, loaded, k))
         for name, mask in masks.items():
             assert torch.all((mask == 0) | (mask == 1)), f"it{k}: mask {name} is not binary"
             if previous is not None and name in previous:
@@ -54,22 +54,22 @@ def test_masks_are_binary_and_never_regrow(sweep_spec, suite) -> None:
 
 def test_cached_checkpoints_reproduce_their_metrics(sweep_spec, suite) -> None:
     """A checkpoint loaded from the cache scores what was recorded when it was made."""
-    sweep, splits = suite.sweep(sweep_spec), suite.splits(sweep_spec)
-    for k in sorted({0, sweep_spec.prune.iterations}):
-        got = evaluate(load_model(sweep, splits, k), splits.test)
-        assert got == pytest.approx(sweep.row(k)["accuracy"], abs=1e-9), f"it{k} of {sweep_spec.label}"
+    sweep, loaded = suite.sweep(sweep_spec), suite.loaded(sweep_spec)
+    family, name = loaded.family, loaded.family.metric.name
+    for k in sorted({0, sweep_spec.iterations}):
+        model = load_model(sweep, loaded, k)
+        got = static_metrics(family, model, loaded.data, sweep_spec.schedule.structured, sweep_spec.precision)[name]
+        assert got == pytest.approx(sweep.row(k)[name], abs=1e-9), f"it{k} of {sweep_spec.label}"
 
 
 def test_rewinding_restores_initial_weights(sweep_spec, suite) -> None:
     """Replaying a prune + rewind from the cached checkpoint gives the initial weights under the cached masks."""
-    if not get_schedule(sweep_spec.prune.method).rewind:
-        pytest.skip(f"{sweep_spec.prune.method} does not rewind")
-    from prunelib.storage.checkpoint import read_tensors
-
-    sweep, splits = suite.sweep(sweep_spec), suite.splits(sweep_spec)
+    if not sweep_spec.schedule.rewind:
+        pytest.skip(f"{sweep_spec.method} does not rewind")
+    sweep, loaded = suite.sweep(sweep_spec), suite.loaded(sweep_spec)
     initial = read_tensors(sweep.initial)
-    for k in sorted({1, sweep_spec.prune.iterations}):
-        replayed, cached = replay_rewind_step(sweep, splits, k)
+    for k in sorted({1, sweep_spec.iterations}):
+        replayed, cached = replay_rewind_step(sweep, loaded, k)
         assert masks_equal(replayed, cached), f"it{k}: replayed masks differ from the cached checkpoint's"
         masks = named_masks(replayed)
         for name, value in effective_parameters(replayed):
@@ -77,39 +77,51 @@ def test_rewinding_restores_initial_weights(sweep_spec, suite) -> None:
             assert torch.equal(value, initial[name] * mask), f"it{k}: {name} is not the initial weights under its mask"
 
 
+def _dense_spec(suite, pair):
+    specs = suite.specs_of(pair)
+    if not specs:
+        pytest.skip(f"no sweep of {pair.id} in this run")
+    return specs[0]
+
+
 def test_dense_accuracy_floor(pair, suite) -> None:
-    dataset, model = pair
-    floor = accuracy_floor(dataset, model, suite.opts.quick)
+    """The dense model reaches the family's floor for this pair (for WER: stays under its ceiling)."""
+    floor = metric_floor(pair.family, pair.dataset, pair.model, suite.opts.quick)
     if floor is None:
-        pytest.skip(f"no accuracy floor known for {dataset}/{model}")
-    spec = next(s for s in suite.specs if (s.data.name, s.model) == pair)
-    accuracy = suite.sweep(spec).row(0)["accuracy"]
-    assert accuracy >= floor, f"{dataset}/{model}: dense accuracy {accuracy:.4f} < floor {floor}"
+        pytest.skip(f"no floor known for {pair.dataset}/{pair.model}")
+    spec = _dense_spec(suite, pair)
+    metric = suite.loaded(spec).family.metric
+    dense = suite.sweep(spec).row(0)[metric.name]
+    assert metric.loss(floor, dense) <= 0, f"{pair.id}: dense {metric.name} {dense:.4f} misses the floor {floor}"
 
 
 def _curve(suite, pair, method):
-    spec = next((s for s in suite.specs if (s.data.name, s.model) == pair and s.prune.method == method), None)
+    spec = next((s for s in suite.specs_of(pair) if s.method == method), None)
     if spec is None:
         pytest.skip(f"method {method} not in this run")
-    return suite.sweep(spec).metrics.set_index("iteration")
+    return suite.loaded(spec).family.metric, suite.sweep(spec).metrics.set_index("iteration")
 
 
 def test_rewinding_beats_no_retraining_at_high_sparsity(pair, suite) -> None:
-    """The lottery-ticket result: IMP with rewinding keeps accuracy where one-shot pruning collapses."""
-    rewind, oneshot = _curve(suite, pair, "imp-rewind"), _curve(suite, pair, "no-retrain")
-    dense = rewind.loc[0, "accuracy"]
+    """The lottery-ticket result: IMP with rewinding keeps the metric where one-shot pruning collapses."""
+    metric, rewind = _curve(suite, pair, "imp-rewind")
+    _, oneshot = _curve(suite, pair, "no-retrain")
+    dense = rewind.loc[0, metric.name]
     moderate = rewind[rewind["sparsity"] <= 0.87]
-    assert (moderate["accuracy"] >= dense - 0.02).all(), f"imp-rewind loses > 2 points by 87 % sparsity:\n{moderate}"
+    lost = moderate[metric.name].map(lambda v: metric.loss(dense, v))
+    assert (lost <= 0.02).all(), f"imp-rewind loses > 2 points by 87 % sparsity:\n{moderate}"
     high = rewind.index[rewind["sparsity"] >= 0.95]
     if len(high) == 0:
         pytest.skip("this run does not reach 95 % sparsity")
     last = high.max()
-    gap = rewind.loc[last, "accuracy"] - oneshot.loc[last, "accuracy"]
+    gap = metric.loss(rewind.loc[last, metric.name], oneshot.loc[last, metric.name])
     assert gap >= 0.20, f"at {rewind.loc[last, 'sparsity']:.1%} imp-rewind beats no-retrain by only {gap:.3f}"
 
 
 def test_random_pruning_is_worse_than_magnitude(pair, suite) -> None:
-    randomly, oneshot = _curve(suite, pair, "random"), _curve(suite, pair, "no-retrain")
+    metric, randomly = _curve(suite, pair, "random")
+    _, oneshot = _curve(suite, pair, "no-retrain")
     later = randomly.index[randomly.index > 0]
-    assert (randomly.loc[later, "accuracy"] <= oneshot.loc[later, "accuracy"] + 0.01).all()
-    assert randomly.loc[later, "accuracy"].mean() < oneshot.loc[later, "accuracy"].mean()
+    worse = [metric.loss(oneshot.loc[k, metric.name], randomly.loc[k, metric.name]) for k in later]
+    assert all(w >= -0.01 for w in worse), f"random pruning beats magnitude pruning: {worse}"
+    assert sum(worse) > 0, "random pruning is not worse than magnitude pruning on average"

@@ -7,17 +7,14 @@ and >= 4x at 90 % (PyTorch and ONNX Runtime); sparse execution >= 2x dense at 95
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
-from prunelib.config import DataConfig, MeasureConfig, PruneConfig
 from prunelib.deploy.runtimes import make_runner
 from prunelib.measure.targets import Target, Timing, judge
 from prunelib.plugin.records import extra_info, record_extra
-from prunelib.sweep.cache import SweepSpec, load_model
-from prunelib.sweep.suite import train_config
+from prunelib.sweep.cache import load_model
+from prunelib.sweep.spec import SweepSpec
 
 #: variant -> (method, amount): one pruning step from the trained dense model.
 VARIANTS = {
@@ -47,39 +44,37 @@ TIMINGS = pytest.StashKey[dict]()
 
 def spec_for(suite, variant: str) -> SweepSpec:
     method, amount = VARIANTS.get(variant, ("structured-no-retrain", 0.5))
+    opts = suite.opts
     return SweepSpec(
-        data=DataConfig("mnist5k", None, suite.opts.seed),
-        model="mlp1m",
-        train=train_config("mnist5k", suite.opts.quick),
-        prune=PruneConfig(method, amount, 1),
-        measure=MeasureConfig(threads=suite.opts.threads),
-        seed=suite.opts.seed,
+        "mlp", "mnist5k", "mlp1m", method, amount, 1, seed=opts.seed, quick=opts.quick, data_dir=opts.data_dir
     )
 
 
 @pytest.mark.parametrize("runtime,variant", CASES, ids=[f"mlp1m-{v}-{r}" for r, v in CASES])
 def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
     spec = spec_for(suite, variant)
-    sweep, splits = suite.sweep(spec), suite.splits(spec)
+    sweep, loaded = suite.sweep(spec), suite.loaded(spec)
+    family, data = loaded.family, loaded.data
     k = 0 if variant == "dense" else 1
     structured = variant.startswith("structured")
-    model = load_model(sweep, splits, k)
-    runner = make_runner(model, runtime, splits.test.x[:64], suite.opts.threads, structured=structured)
-    x = splits.test.x[:1]
+    model = load_model(sweep, loaded, k)
+    runner = make_runner(family, model, data, runtime, threads=suite.opts.threads, structured=structured, batch_size=1)
+    x = family.example_inputs(data, 1)
     with torch.inference_mode():
-        want = make_runner(model, "torch", x, suite.opts.threads)(x)
+        want = make_runner(family, model, data, "torch", threads=suite.opts.threads)(x)
     torch.testing.assert_close(torch.as_tensor(runner(x)), want, atol=1e-4, rtol=0)
     for _ in range(50):
         runner(x)
     benchmark.group = "mnist5k-mlp1m-speedups-b1"
     info = extra_info(
-        replace(spec, prune=replace(spec.prune, method=variant)),
+        spec,
         k,
         sweep.row(k),
         runtime=runtime,
         batch_size=1,
         threads=suite.opts.threads,
     )
+    info["method"] = variant  # the variant names the row: dense, structured-50, ...
     benchmark.extra_info.update(info)
     benchmark(runner, x)
     stats = getattr(benchmark, "stats", None)

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+Runner = Callable[[torch.Tensor], Any]
+
 
 def ort_session(onnx_model: bytes, threads: int | None = None):
     """An ONNX Runtime CPU session for ``onnx_model`` with ``threads`` intra-op threads."""

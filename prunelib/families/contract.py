@@ -147,6 +147,8 @@ class Family(ABC):
         parity_atol: how far ONNX Runtime's fp32 outputs may sit from PyTorch's.
         floors: dense metric each (dataset, model) must reach, ``(full, quick)``; a bench gate.
         smoke: the (dataset, model) small enough for the contract tests (default: the first of each).
+        bench_methods: the methods ``pytest bench/`` runs when ``--prune-methods`` is not given
+            (empty: the ini default, the lab's four).
     """
 
     name: ClassVar[str]
@@ -163,6 +165,7 @@ class Family(ABC):
     parity_atol: ClassVar[float] = 1e-4
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {}
     smoke: ClassVar[tuple[str, str] | None] = None
+    bench_methods: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ data and model
 
@@ -210,6 +213,13 @@ class Family(ABC):
         """Raise ``ValueError`` naming the known data sets unless ``dataset`` is one of :attr:`datasets`."""
         if dataset not in self.datasets:
             raise ValueError(f"family {self.name!r} has no dataset {dataset!r}; choose one of {list(self.datasets)}")
+
+    def subset(self, data: Any, train: int | None, test: int | None, seed: int) -> Any:
+        """``data`` with at most ``train`` training and ``test`` evaluation examples (seeded), for quick runs.
+
+        Optional (``--train-subset``, ``--eval-count``); ``None`` keeps a split whole.
+        """
+        raise Unsupported(f"family {self.name!r} cannot take a subset of its data")
 
     def data_fingerprint(self, data: Any) -> str:
         """A content hash of ``data`` for the cache key (default: :func:`fingerprint`)."""
@@ -330,10 +340,14 @@ class Family(ABC):
 
     # ------------------------------------------------------------------ description
 
+    def default_model(self, dataset: str) -> str:
+        """The model a run on ``dataset`` uses when none is named (default: the first of :attr:`models`)."""
+        return self.models[0]
+
     @property
     def default_pair(self) -> tuple[str, str]:
         """The (dataset, model) a run uses when none is named."""
-        return self.datasets[0], self.models[0]
+        return self.datasets[0], self.default_model(self.datasets[0])
 
     @property
     def smoke_pair(self) -> tuple[str, str]:

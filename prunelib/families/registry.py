@@ -121,9 +121,9 @@ def origin(spec: str) -> str:
     return registered()[spec].origin
 
 
-def family_for(dataset: str, model: str, families: tuple[str, ...] = ()) -> str:
+def family_for(dataset: str, model: str | None = None, families: tuple[str, ...] = ()) -> str:
     """The family (name or ``module:callable`` from ``families``, then registered ones) that reads
-    ``dataset`` and builds ``model``.
+    ``dataset`` and builds ``model`` (any model when ``None``).
 
     Raises:
         ValueError: no family, naming the data sets each candidate reads.
@@ -133,6 +133,8 @@ def family_for(dataset: str, model: str, families: tuple[str, ...] = ()) -> str:
         family = get_family(name)
         if dataset not in family.datasets:
             continue
+        if model is None:
+            return name
         try:
             family.check_model(model)
         except ValueError:

@@ -19,6 +19,12 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "comma list of DATASET:MODEL pairs, e.g. mnist5k:lenet300,sst2:sst2-mlp,fsdd:sew-fsdd (default mnist5k:lenet300)",
     ),
     (
+        "--prune-family",
+        "prune_family",
+        "comma list of families to load: registered names (`python -m prunelib families`) or MODULE:CALLABLE "
+        "from your repository; without --prune-datasets each runs its default data set and model",
+    ),
+    (
         "--prune-methods",
         "prune_methods",
         "comma list of pruning methods (default no-retrain,imp-rewind,imp-finetune,random; also structured-no-retrain, structured-imp-rewind, structured-imp-finetune, layerwise)",
@@ -74,6 +80,12 @@ def add_options(parser: pytest.Parser) -> None:
     for flag, ini, text in OPTIONS:
         group.addoption(flag, default=None, help=text)
         parser.addini(ini, help=text, default=None)
+    group.addoption(
+        "--prune-embeddings",
+        action="store_true",
+        default=False,
+        help="unstructured pruning also prunes embedding tables (off: embeddings stay dense, as in the lab)",
+    )
     group.addoption(
         "--prune-quick",
         action="store_true",

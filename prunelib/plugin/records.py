@@ -13,6 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from prunelib.results.schema import CHECKPOINT_KEYS
+from prunelib.sweep.spec import SweepSpec
+
 
 @dataclass
 class Records:
@@ -69,7 +72,7 @@ def versions() -> dict[str, str]:
 
 
 def extra_info(
-    spec: Any,
+    spec: SweepSpec,
     iteration: int,
     metrics: dict[str, Any],
     *,
@@ -78,33 +81,24 @@ def extra_info(
     threads: int,
     precision: str = "fp32",
 ) -> dict[str, Any]:
-    """The stable ``extra_info`` keys of one benchmark (see :data:`prunelib.report.writer.STABLE_KEYS`).
+    """The ``extra_info`` of one benchmark (:data:`prunelib.results.schema.EXTRA_INFO_KEYS`).
 
-    ``metrics`` is the cached static-metrics row of the checkpoint (accuracy or wer, sparsity,
-    parameter counts, sizes on disk, flops); timing is pytest-benchmark's own.
+    ``metrics`` is the cached static-metrics row of the checkpoint (the family's metric,
+    sparsity, parameter counts, sizes on disk, flops); timing is pytest-benchmark's own. The
+    metric's value sits under its own name (``accuracy``, ``wer``, ...), named by ``metric``.
     """
-    keep = (
-        "sparsity",
-        "sparsity_model",
-        "accuracy",
-        "wer",
-        "params_total",
-        "params_nonzero",
-        "disk_dense_bytes",
-        "disk_sparse_bytes",
-        "disk_compact_bytes",
-        "disk_bound_bytes",
-        "flops",
-        "neuron_sparsity",
-        "params_deployed",
-    )
-    info: dict[str, Any] = {
-        "dataset": spec.data.name,
+    metric = spec.resolve().metric
+    return {
+        "family": spec.family,
+        "dataset": spec.dataset,
         "model": spec.model,
-        "method": spec.prune.method,
+        "method": spec.method,
         "iteration": int(iteration),
-        "amount": float(spec.prune.amount),
-        **{k: metrics[k] for k in keep if k in metrics},
+        "amount": float(spec.amount),
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+        metric.name: metrics.get(metric.name),
+        **{k: metrics[k] for k in CHECKPOINT_KEYS if k in metrics},
         "runtime": runtime,
         "batch_size": int(batch_size),
         "threads": int(threads),
@@ -112,4 +106,3 @@ def extra_info(
         "precision": precision,
         **versions(),
     }
-    return info

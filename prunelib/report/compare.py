@@ -26,9 +26,12 @@ import pandas as pd
 
 from prunelib.report import plots
 from prunelib.report.writer import benchmark_rows
+from prunelib.results.schema import label, row_metrics
 
 KEY_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "iteration", "runtime", "batch_size", "precision")
 #: Slack so that exactly-at-threshold changes (0.98 → 0.97 with a 1-point limit) pass.
+#: Numeric columns compared per key besides the metric.
+NUMERIC = ["latency_median_s", "latency_iqr_s", "disk_sparse_bytes"]
 EPS = 1e-9
 
 
@@ -119,14 +122,14 @@ def key_of(row: pd.Series) -> str | None:
 
 
 def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, list[str]]:
-    """Per-key values of one run (accuracy, wer, latency median/IQR, disk size) and notes on its rows."""
+    """Per-key values of one run (its metric's name, value and direction, latency median/IQR, disk size) and notes."""
     rows = benchmark_rows(bench)
     notes: list[str] = []
     if rows.empty:
         notes.append(f"{label}: no benchmark entries")
-        return pd.DataFrame(
-            columns=["key", "accuracy", "wer", "latency_median_s", "latency_iqr_s", "disk_sparse_bytes"]
-        ).set_index("key"), notes
+        return pd.DataFrame(columns=["key", "metric", "metric_value", "higher_is_better", *NUMERIC]).set_index(
+            "key"
+        ), notes
     keys = rows.apply(key_of, axis=1)
     fallback = keys.isna()
     if fallback.any():
@@ -139,9 +142,14 @@ def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, 
     if dup.any():
         notes.append(f"{label}: {int(dup.sum())} duplicate keys (kept the first), e.g. {rows.loc[dup, 'key'].iloc[0]}")
         rows = rows[~dup]
-    cols = ["accuracy", "wer", "latency_median_s", "latency_iqr_s", "disk_sparse_bytes"]
-    table = rows.reindex(columns=["key", *cols]).set_index("key")
-    for c in cols:
+    metrics = row_metrics(rows)
+    table = rows.reindex(columns=["key", *NUMERIC]).assign(
+        metric=metrics["name"].to_numpy(),
+        metric_value=metrics["value"].to_numpy(),
+        higher_is_better=metrics["higher_is_better"].to_numpy(),
+    )
+    table = table.set_index("key")
+    for c in NUMERIC:
         table[c] = pd.to_numeric(table[c], errors="coerce")
     no_stats = int(table["latency_median_s"].isna().sum())
     if no_stats:
@@ -175,8 +183,8 @@ def compare_runs(
 
     Args:
         runs: two or more pytest-benchmark JSON dicts, oldest first.
-        max_accuracy_drop_points: accuracy may fall by this many points (0.01 = 1 point).
-        max_wer_rise_points: WER may rise by this many points.
+        max_accuracy_drop_points: a higher-is-better metric (accuracy) may fall by this many points.
+        max_wer_rise_points: a lower-is-better metric (WER) may rise by this many points.
         max_latency_increase_pct: median latency may grow by this many percent (and is only
             flagged when the growth also exceeds the combined IQR of both runs).
         max_size_increase_pct: ``disk_sparse_bytes`` may grow by this many percent; None = not gated.
@@ -223,21 +231,23 @@ def compare_runs(
     for key in [k for k in base.index if k in last.index]:
         b, n = base.loc[key], last.loc[key]
         rec: dict[str, Any] = {"key": key}
-        metric = "wer" if math.isfinite(b["wer"]) or math.isfinite(n["wer"]) else "accuracy"
+        metric, higher = str(n["metric"]), bool(n["higher_is_better"])
         rec["metric"] = metric
-        rec["baseline_metric"], rec["last_metric"] = b[metric], n[metric]
-        change = 100 * (n[metric] - b[metric])
+        bv, nv = float(b["metric_value"]), float(n["metric_value"])
+        rec["baseline_metric"], rec["last_metric"] = bv, nv
+        change = 100 * (nv - bv)
         rec["metric_change_points"] = change
         if math.isfinite(change):
-            if metric == "accuracy" and -change > max_accuracy_drop_points + EPS:
+            name = label(metric)
+            if higher and -change > max_accuracy_drop_points + EPS:
                 regressions.append(
-                    f"{key}: accuracy {change:+.2f} points ({100 * b[metric]:.2f}% -> {100 * n[metric]:.2f}%), limit -{max_accuracy_drop_points:g}"
+                    f"{key}: {name} {change:+.2f} points ({100 * bv:.2f}% -> {100 * nv:.2f}%), limit -{max_accuracy_drop_points:g}"
                 )
-            if metric == "wer" and change > max_wer_rise_points + EPS:
+            if not higher and change > max_wer_rise_points + EPS:
                 regressions.append(
-                    f"{key}: WER {change:+.2f} points ({100 * b[metric]:.2f}% -> {100 * n[metric]:.2f}%), limit +{max_wer_rise_points:g}"
+                    f"{key}: {name} {change:+.2f} points ({100 * bv:.2f}% -> {100 * nv:.2f}%), limit +{max_wer_rise_points:g}"
                 )
-        elif math.isfinite(b[metric]) != math.isfinite(n[metric]):
+        elif math.isfinite(bv) != math.isfinite(nv):
             notes.append(f"{key}: {metric} recorded in only one of the two runs")
         lat_b, lat_n = b["latency_median_s"], n["latency_median_s"]
         rec["baseline_latency_median_s"], rec["last_latency_median_s"] = lat_b, lat_n
@@ -334,14 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when accuracy falls by more than this many percentage points (default: 1.0)",
+        help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points (default: 1.0)",
     )
     parser.add_argument(
         "--max-wer-rise-points",
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when WER rises by more than this many percentage points (default: 1.0)",
+        help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points (default: 1.0)",
     )
     parser.add_argument(
         "--max-latency-increase-pct",

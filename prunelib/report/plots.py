@@ -25,6 +25,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from prunelib.fileio import write_atomic  # noqa: E402
+from prunelib.results.schema import label
 
 #: Fonts and sizes chosen to stay readable when a PNG is shown at half size in a README.
 RC: dict[str, Any] = {
@@ -76,13 +77,13 @@ def method_style(method: str) -> dict[str, Any]:
 
 def metric_label(metric: str) -> str:
     """Axis label of a metric column, in percent."""
-    if metric not in ("accuracy", "wer"):
-        raise ValueError(f"metric must be 'accuracy' or 'wer', got {metric!r}")
-    return "WER (%, lower is better)" if metric == "wer" else "Accuracy (%)"
+    if not metric or not str(metric).isidentifier():
+        raise ValueError(f"metric must be a column name such as 'accuracy' or 'wer', got {metric!r}")
+    return f"{label(metric)} (%)"
 
 
 def _metric_name(metric: str) -> str:
-    return "WER" if metric == "wer" else "Accuracy"
+    return label(metric)
 
 
 def _new_figure(ncols: int = 1, wide: bool = False) -> tuple[Figure, list[Axes]]:
@@ -260,8 +261,8 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
         ax.set_title(f"batch {batch}" + (" (latency)" if batch == 1 else " (throughput)"))
     labels: dict[str, Any] = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            labels.setdefault(label, handle)
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(text, handle)
     if labels:
         fig.legend(list(labels.values()), list(labels.keys()), title="method / runtime", loc="outside right upper")
     else:
@@ -365,10 +366,9 @@ def _history_keys(history: pd.DataFrame, limit: int) -> list[str]:
         k = history[history["key"].astype(str) == key]
         lat = pd.to_numeric(k["latency_median_s"], errors="coerce").dropna()
         move = (lat.max() / lat.min() - 1) if len(lat) and lat.min() > 0 else 0.0
-        for metric in ("accuracy", "wer"):
-            if metric in k:
-                vals = pd.to_numeric(k[metric], errors="coerce").dropna()
-                move += 10 * (vals.max() - vals.min()) if len(vals) else 0.0  # 1 point ~ 10 % latency
+        if "metric_value" in k:
+            vals = pd.to_numeric(k["metric_value"], errors="coerce").dropna()
+            move += 10 * (vals.max() - vals.min()) if len(vals) else 0.0  # 1 point ~ 10 % latency
         return float(move)
 
     return sorted(keys, key=spread, reverse=True)[:limit]
@@ -378,7 +378,7 @@ def history_figure(history: pd.DataFrame, title: str = "Run history", max_keys: 
     """Median latency (ms) and accuracy/WER (%) per key across runs; colour = key, shared legend below.
 
     ``history``: one row per (run, key) with ``run_index``, ``run_label``, ``key``,
-    ``latency_median_s`` and ``accuracy`` and/or ``wer``. With more than ``max_keys`` keys,
+    ``latency_median_s``, ``metric`` and ``metric_value``. With more than ``max_keys`` keys,
     only those that moved most are drawn (the title says so).
     """
     fig, (ax_lat, ax_met) = _new_figure(ncols=2, wide=True)
@@ -393,11 +393,10 @@ def history_figure(history: pd.DataFrame, title: str = "Run history", max_keys: 
         if not lat.empty:
             (h,) = ax_lat.plot(lat["run_index"], 1e3 * lat["latency_median_s"].astype(float), **style)
             handles.setdefault(key, h)
-        for metric, ls in (("accuracy", "-"), ("wer", "--")):
-            met = _finite(k, metric)
-            if not met.empty:
-                (h,) = ax_met.plot(met["run_index"], 100 * met[metric].astype(float), linestyle=ls, **style)
-                handles.setdefault(key, h)
+        met = _finite(k, "metric_value")
+        if not met.empty:
+            (h,) = ax_met.plot(met["run_index"], 100 * met["metric_value"].astype(float), **style)
+            handles.setdefault(key, h)
     runs = history[["run_index", "run_label"]].drop_duplicates().sort_values("run_index") if len(history) else None
     for ax in (ax_lat, ax_met):
         if runs is not None:
@@ -407,8 +406,9 @@ def history_figure(history: pd.DataFrame, title: str = "Run history", max_keys: 
     _log(ax_lat, "y")
     ax_lat.set_ylabel("Median latency per batch (ms, log)")
     ax_lat.set_title("latency")
-    ax_met.set_ylabel("Accuracy (%, solid) / WER (%, dashed)")
-    ax_met.set_title("accuracy / WER")
+    names = sorted(history["metric"].dropna().astype(str).unique()) if "metric" in history else []
+    ax_met.set_ylabel(" / ".join(label(n) for n in names) + " (%)" if names else "metric (%)")
+    ax_met.set_title("primary metric per key")
     if handles:
         fig.legend(
             list(handles.values()), list(handles.keys()), title="key", loc="outside lower center", ncols=2, fontsize=8

@@ -23,10 +23,12 @@ from typing import Any
 
 import pandas as pd
 
+from prunelib.families.contract import Metric
 from prunelib.fileio import write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
 from prunelib.report import plots
 from prunelib.results import knee as knee_mod
+from prunelib.results.schema import label, metric_of, row_metrics
 from prunelib.results.tables import to_markdown, wide_table
 
 #: extra_info keys every benchmark entry should carry (``wer`` may replace ``accuracy``).
@@ -149,11 +151,6 @@ def lab_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
-def metric_of(rows: pd.DataFrame) -> str:
-    """``"wer"`` when these rows carry WER values, else ``"accuracy"``."""
-    return "wer" if "wer" in rows and rows["wer"].notna().any() else "accuracy"
-
-
 def schedule_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows of one sweep in the shape :func:`prunelib.results.tables.wide_table` reads, sorted by iteration."""
     cols = [
@@ -195,9 +192,9 @@ def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:
             f"{no_stats} of {len(rows)} entries have no timing stats (e.g. `--benchmark-disable`): latency is n/a for them."
         )
     lacking = {k: int(rows[k].isna().sum()) for k in STABLE_KEYS if k != "accuracy"}
-    metric_missing = int((rows["accuracy"].isna() & (rows["wer"].isna() if "wer" in rows else True)).sum())
+    metric_missing = int(row_metrics(rows)["value"].isna().sum())
     if metric_missing:
-        lacking["accuracy or wer"] = metric_missing
+        lacking["the metric (accuracy, wer, ...)"] = metric_missing
     lacking = {k: n for k, n in lacking.items() if n}
     if lacking:
         notes.append("Entries lacking extra_info keys: " + ", ".join(f"`{k}` ({n})" for k, n in lacking.items()) + ".")
@@ -246,9 +243,11 @@ class _Writer:
 
 def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame, tolerance: float) -> None:
     """Tables, plots and knee of one (dataset, model): all its methods."""
-    metric = metric_of(rows)
+    chosen = metric_of(rows)
+    metric = chosen.name
     title = f"{dataset} / {model}"
-    w.lines += [f"## {title} ({'WER, lower is better' if metric == 'wer' else 'accuracy'})", ""]
+    direction = "higher is better" if chosen.higher_is_better else "lower is better"
+    w.lines += [f"## {title} ({label(metric)}, {direction})", ""]
     lab = lab_rows(rows)
     knee_input = []
     if lab.empty:
@@ -268,7 +267,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
     )
     base = _slug(dataset, model)
     w.lines += ["### Plots", ""]
-    mname = "WER" if metric == "wer" else "Accuracy"
+    mname = label(metric)
     w.figure(
         f"plots/{base}-{metric}-vs-sparsity.png",
         plots.metric_vs_sparsity_figure(lab, metric, title),
@@ -292,7 +291,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
 
     w.lines += [f"### Knee (highest sparsity within {100 * tolerance:g} point(s) of dense, monotone rule)", ""]
     if knee_input:
-        knees = knee_mod.find_knee(pd.concat(knee_input, ignore_index=True), tolerance=tolerance)
+        knees = knee_mod.find_knee(pd.concat(knee_input, ignore_index=True), tolerance=tolerance, metric=chosen)
         w.csv(f"knee/{base}.csv", knees)
         w.lines += [_md_table(knee_mod.knee_table(knees)), ""]
     else:
@@ -308,25 +307,25 @@ def _section_for_extras(w: _Writer, extra: dict[str, pd.DataFrame]) -> None:
         w.text(f"{stem}.md", f"# {name}\n\n" + _md_table(frame))
         w.lines += [_md_table(frame), f"Files: [{stem}.csv]({stem}.csv)", ""]
         if is_sensitivity(name):
-            metric = metric_of(frame)
+            chosen = metric_of(frame)
             title = "Layer-group sensitivity" + name[len(SENSITIVITY) :].replace("-", " ", 1)
-            w.lines += [sensitivity_summary(frame, metric), ""]
-            w.figure(f"{stem}.png", plots.sensitivity_figure(frame, metric, title), f"{name} plot")
+            w.lines += [sensitivity_summary(frame, chosen), ""]
+            w.figure(f"{stem}.png", plots.sensitivity_figure(frame, chosen.name, title), f"{name} plot")
 
 
-def tolerated_sparsity(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> pd.Series:
+def tolerated_sparsity(frame: pd.DataFrame, metric: Metric, tolerance: float = 0.01) -> pd.Series:
     """Per group, the highest sparsity level whose metric stays within ``tolerance`` of the group's dense value."""
     out = {}
     for group, part in frame.groupby("group", sort=False):
         part = part.sort_values("sparsity")
-        dense = float(part[metric].iloc[0])
-        worse = (part[metric] - dense) if metric == "wer" else (dense - part[metric])
+        dense = float(part[metric.name].iloc[0])
+        worse = part[metric.name].map(lambda v, d=dense: metric.loss(d, float(v)))
         ok = part.loc[worse <= tolerance, "sparsity"]
         out[group] = float(ok.max()) if len(ok) else 0.0
     return pd.Series(out, name="tolerated_sparsity")
 
 
-def sensitivity_summary(frame: pd.DataFrame, metric: str, tolerance: float = 0.01) -> str:
+def sensitivity_summary(frame: pd.DataFrame, metric: Metric, tolerance: float = 0.01) -> str:
     """One sentence read off the numbers: groups from most to least sensitive.
 
     Groups rank by their mean loss over the sparsity levels (accuracy lost, or WER gained, against
@@ -338,14 +337,14 @@ def sensitivity_summary(frame: pd.DataFrame, metric: str, tolerance: float = 0.0
     loss = {}
     for group, part in frame.groupby("group", sort=False):
         part = part.sort_values("sparsity", kind="stable")
-        delta = part[metric] - float(part[metric].iloc[0])
-        loss[group] = float((delta if metric == "wer" else -delta).mean())
+        dense = float(part[metric.name].iloc[0])
+        loss[group] = float(part[metric.name].map(lambda v, d=dense: metric.loss(d, float(v))).mean())
     order = sorted(loss, key=lambda g: loss[g], reverse=True)
     fmt = lambda g: (
         f"`{g}` (mean loss {100 * loss[g]:.1f} points; within {100 * tolerance:g} up to {100 * tolerated[g]:.0f} %)"
     )  # noqa: E731
     return (
-        f"Groups by {metric} lost when pruned alone, averaged over the sparsity levels: "
+        f"Groups by {metric.name} lost when pruned alone, averaged over the sparsity levels: "
         + ", ".join(fmt(g) for g in order)
         + f". Most sensitive: `{order[0]}`; most tolerant: `{order[-1]}`."
     )
@@ -365,10 +364,11 @@ def _check_extra(extra: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFram
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"extra[{name!r}] must be a pandas DataFrame, got {type(frame).__name__}")
         if is_sensitivity(name):
-            need = {"group", "sparsity"}
-            if not need <= set(frame.columns) or not ({"accuracy", "wer"} & set(frame.columns)):
+            need = {"group", "sparsity", metric_of(frame).name}
+            if not need <= set(frame.columns):
                 raise ValueError(
-                    f"extra['sensitivity'] needs columns group, sparsity, accuracy|wer; got {list(frame.columns)}"
+                    f"extra[{name!r}] needs columns group, sparsity and its metric ({metric_of(frame).name}); "
+                    f"got {list(frame.columns)}"
                 )
     return extra
 

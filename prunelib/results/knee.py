@@ -16,6 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from prunelib.families.contract import Metric
+from prunelib.results.schema import label, metric_of
+
 #: Absolute slack on the comparison so 0.98 - 0.97 counts as exactly one point.
 EPS = 1e-9
 
@@ -42,20 +45,6 @@ KNEE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _metric(df: pd.DataFrame) -> str:
-    has_wer = "wer" in df and df["wer"].notna().any()
-    has_acc = "accuracy" in df and df["accuracy"].notna().any()
-    if has_wer and has_acc:
-        raise ValueError("sweep has both 'accuracy' and 'wer' values; pass one model's rows")
-    if has_wer:
-        return "wer"
-    if "accuracy" in df:
-        return "accuracy"
-    if "wer" in df:
-        return "wer"
-    raise ValueError(f"sweep needs an 'accuracy' or 'wer' column, got columns {list(df.columns)}")
-
-
 def _num(value: object) -> float:
     try:
         f = float(value)  # type: ignore[arg-type]
@@ -68,9 +57,10 @@ def _ratio(num: float, den: float) -> float:
     return num / den if math.isfinite(num) and math.isfinite(den) and den > 0 else math.nan
 
 
-def _knee_one(sweep: pd.DataFrame, metric: str, tolerance: float) -> dict[str, object]:
+def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str, object]:
     """Knee row of one method's sweep (one row per iteration)."""
     row: dict[str, object] = {c: math.nan for c in KNEE_COLUMNS}
+    metric = chosen.name
     row.update(metric=metric, tolerance_points=100 * tolerance, note="", iterations_checked=0)
     if sweep["iteration"].duplicated().any():
         dups = sorted(sweep.loc[sweep["iteration"].duplicated(), "iteration"].tolist())
@@ -91,9 +81,7 @@ def _knee_one(sweep: pd.DataFrame, metric: str, tolerance: float) -> dict[str, o
     for _, r in ordered.iterrows():
         value = _num(r[metric])
         checked += 1
-        ok = math.isfinite(value) and (
-            value <= dense_metric + tolerance + EPS if metric == "wer" else value >= dense_metric - tolerance - EPS
-        )
+        ok = math.isfinite(value) and (chosen.loss(dense_metric, value) <= tolerance + EPS)
         if not ok:
             row["note"] = f"first failing iteration {int(_num(r['iteration']))} ({metric} {value:.4f})"
             break
@@ -127,7 +115,7 @@ def _knee_one(sweep: pd.DataFrame, metric: str, tolerance: float) -> dict[str, o
     return row
 
 
-def find_knee(df: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
+def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None = None) -> pd.DataFrame:
     """The highest sparsity whose accuracy (and every lower sparsity's) stays within ``tolerance`` of dense.
 
     Args:
@@ -156,14 +144,16 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
     missing = [c for c in ("iteration", "sparsity") if c not in df]
     if missing:
         raise ValueError(f"sweep lacks columns {missing}; has {list(df.columns)}")
-    metric = _metric(df)
+    chosen = metric or metric_of(df)
+    if chosen.name not in df:
+        raise ValueError(f"sweep needs a {chosen.name!r} column, got columns {list(df.columns)}")
     if "method" in df:
         parts = [(str(m), g) for m, g in df.groupby(df["method"].astype(str), sort=True)]
     else:
         parts = [("", df)]
     rows = []
     for method, sweep in parts:
-        r = _knee_one(sweep, metric, tol)
+        r = _knee_one(sweep, chosen, tol)
         r["method"] = method
         rows.append(r)
     out = pd.DataFrame(rows, columns=list(KNEE_COLUMNS))
@@ -188,7 +178,7 @@ def knee_table(knees: pd.DataFrame) -> pd.DataFrame:
         return round(f, 3) if math.isfinite(f) else np.nan
 
     metric = str(knees["metric"].iloc[0]) if len(knees) else "accuracy"
-    name = "WER" if metric == "wer" else "Accuracy"
+    name = label(metric)
     table = pd.DataFrame(
         {
             **({"Method": knees["method"]} if "method" in knees else {}),

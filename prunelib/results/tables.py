@@ -4,51 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-#: Schedule columns every sweep produces (``wer`` replaces ``accuracy`` for speech models).
-SCHEDULE_COLUMNS: tuple[str, ...] = (
-    "iteration",
-    "sparsity",
-    "sparsity_model",
-    "accuracy",
-    "latency_mean_s",
-    "latency_std_s",
-    "params_total",
-    "params_nonzero",
-    "disk_dense_bytes",
-    "disk_sparse_bytes",
-)
-
-#: Columns a sweep adds after the lab's: sizes at the measured precision, work, neurons removed.
-DEPLOY_COLUMNS: tuple[str, ...] = (
-    "disk_compact_bytes",  # prunelib.storage.compact file at `precision` (structured: the shrunk model)
-    "disk_bound_bytes",  # entropy bound of the same tensors
-    "flops",  # multiply-adds of one forward pass of the deployed model, batch 1
-    "neuron_sparsity",  # fraction of hidden neurons dead (NaN for non-MLP models)
-    "precision",  # fp32 | fp16 | int8
-)
-
-#: Every column of a sweep's results, in order.
-SWEEP_COLUMNS: tuple[str, ...] = SCHEDULE_COLUMNS + DEPLOY_COLUMNS
+from prunelib.families.contract import Metric
+from prunelib.results.schema import label, metric_of
 
 
-def metric_column(df: pd.DataFrame) -> str:
-    """``"wer"`` for speech results, else ``"accuracy"``."""
-    return "wer" if "wer" in df.columns else "accuracy"
+def lab_table(df: pd.DataFrame, metric: Metric | None = None) -> pd.DataFrame:
+    """Iteration | Sparsity (%) | Accuracy (or WER, or the family's metric) | Latency (s) | Disk Size (MB), as the lab printed it.
 
-
-def lab_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Iteration | Sparsity (%) | Accuracy (or WER) | Latency (s) | Disk Size (MB), as the lab printed it.
+    ``metric`` defaults to :func:`prunelib.results.schema.metric_of` of ``df``.
 
     Disk size is the lab's figure: the state dict with 2-D weights stored as sparse COO
     (``disk_sparse_bytes``), in MB of 10^6 bytes. Columns present in ``df`` beyond the lab's
     (dense and compact sizes, latency std) follow.
     """
-    metric = metric_column(df)
+    name = (metric or metric_of(df)).name
     out = pd.DataFrame(
         {
             "Iteration": df["iteration"].astype(int),
             "Sparsity (%)": (100 * df["sparsity"]).round(1),
-            "WER" if metric == "wer" else "Accuracy": df[metric].round(4),
+            label(name): df[name].round(4),
             "Latency (s)": df["latency_mean_s"].map(lambda v: float(f"{v:.3g}")),
             "Disk Size (MB)": (df["disk_sparse_bytes"] / 1e6).round(3),
         }
@@ -62,11 +36,11 @@ def lab_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def wide_table(df: pd.DataFrame) -> pd.DataFrame:
+def wide_table(df: pd.DataFrame, metric: Metric | None = None) -> pd.DataFrame:
     """:func:`lab_table` (with its compact size when ``disk_compact_bytes`` exists) plus, when present,
     ``FLOPs (M)`` (multiply-adds of one deployed forward pass, 10^6, three significant digits) and
     ``Neurons pruned (%)`` (hidden neurons removed; only when some value is known)."""
-    out = lab_table(df)
+    out = lab_table(df, metric)
     if "flops" in df:
         out["FLOPs (M)"] = (df["flops"].astype(float) / 1e6).map(lambda v: float(f"{v:.3g}")).to_numpy()
     if "neuron_sparsity" in df and df["neuron_sparsity"].notna().any():

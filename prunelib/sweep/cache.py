@@ -33,7 +33,7 @@ from prunelib.measure.machine import package_versions
 from prunelib.progress import progress
 from prunelib.pruning.criteria import initial_state, named_masks, rewind
 from prunelib.pruning.schedules import iterate_schedule, prune_step
-from prunelib.storage.checkpoint import load_checkpoint, read_tensors, save_checkpoint
+from prunelib.storage.checkpoint import read_tensors, save_checkpoint
 from prunelib.sweep.loaded import Loaded
 from prunelib.sweep.metrics import static_metrics
 from prunelib.sweep.spec import SweepSpec

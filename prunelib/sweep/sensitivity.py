@@ -165,6 +165,8 @@ def family_sensitivity(
     """
     work = family.prepare(copy.deepcopy(model))
     name = family.metric.name
-    return sensitivity(
+    frame = sensitivity(
         work, family.sensitivity_groups(work), lambda m: family.evaluate(m, data)[name], levels, metric=name, seed=seed
     )
+    frame.attrs["metric"] = family.metric
+    return frame

@@ -1,33 +1,31 @@
-"""What the bench suite runs: its options turned into sweeps, and the floors its correctness gates assert.
+"""What the bench suite runs: its options turned into sweeps, for any family.
 
-Pure: the root ``conftest.py`` registers the pytest options and hands their values here, so the
-mapping from command line to :class:`~prunelib.sweep.cache.SweepSpec` is testable without pytest.
+Pure: the pytest plugin reads the ``--prune-*`` options and hands their raw values here, so the
+mapping from command line to :class:`~prunelib.sweep.spec.SweepSpec` is testable without pytest.
+
+Which (family, data set, model) triples run:
+
+* ``--prune-datasets DATASET:MODEL,...`` on the command line: each pair goes to the first
+  family that reads the data set and builds the model (the ``--prune-family`` ones first);
+* else, with ``--prune-family``: each named family's default pair;
+* else the ini value of ``prune_datasets`` (``mnist5k:lenet300``).
+
+Methods: ``--prune-methods`` from the command line, else the family's bench methods (SEW's
+retraining takes minutes per step, so its default is the two one-shot methods), else the ini
+value. Amount and iterations default per family (the lab's 33 % x 10 for the MLP, 10 % x 10 for
+speech; quick mode: fewer, bigger steps).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from prunelib.config import DataConfig, MeasureConfig, PruneConfig, TrainConfig, check_fraction, default_train_config
+from prunelib.config import check_fraction
 from prunelib.deploy.precision import check_precision
 from prunelib.deploy.runtimes import RUNTIMES
-from prunelib.families.mlp.data import DATASETS
-from prunelib.families.mlp.models import PRESETS
-from prunelib.pruning.schedules import SCHEDULES
-from prunelib.sweep.cache import SweepSpec
-
-SPEECH_DATASETS = ("fsdd", "librispeech")
-LAB_METHODS = ("no-retrain", "imp-rewind", "imp-finetune", "random")
-#: Quick mode (the CI gate): fewer, bigger steps and shorter training; same code paths.
-QUICK_AMOUNT, QUICK_ITERATIONS = 0.5, 5
-#: Dense accuracy the gate demands of a full run, and of a quick run (shorter training).
-ACCURACY_FLOORS: dict[tuple[str, str], tuple[float, float]] = {
-    ("mnist5k", "lenet300"): (0.94, 0.92),
-    ("mnist5k", "mlp1m"): (0.94, 0.92),
-    ("mnist", "lenet300"): (0.97, 0.95),
-    ("fashion-mnist", "lenet300"): (0.85, 0.80),
-    ("sst2", "sst2-mlp"): (0.80, 0.70),
-}
+from prunelib.families.registry import family_for, get_family
+from prunelib.pruning.schedules import LAB_METHODS, SCHEDULES
+from prunelib.sweep.spec import SweepSpec
 
 
 class OptionError(ValueError):
@@ -35,24 +33,41 @@ class OptionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Triple:
+    """One (family, data set, model) of a run."""
+
+    family: str
+    dataset: str
+    model: str
+
+    @property
+    def id(self) -> str:
+        from pathlib import Path
+
+        return f"{self.dataset}-{Path(self.model).name}"
+
+
+@dataclass(frozen=True)
 class SuiteOptions:
     """The ``--prune-*`` options, parsed."""
 
     data_dir: str | None = None
-    pairs: tuple[tuple[str, str], ...] = (("mnist5k", "lenet300"),)
-    methods: tuple[str, ...] = LAB_METHODS
-    iterations: int = 10
-    amount: float = 0.33
+    triples: tuple[Triple, ...] = (Triple("mlp", "mnist5k", "lenet300"),)
+    methods: tuple[str, ...] | None = None  # None: each family's bench methods
+    iterations: int | None = None  # None: each family's default
+    amount: float | None = None
     seed: int = 0
     runtimes: tuple[str, ...] = ("torch", "onnxruntime")
     batches: tuple[int, ...] = (1, 256)
     precisions: tuple[str, ...] = ("fp16", "int8")
     threads: int = 1
     quick: bool = False
+    embeddings: bool = False
+    default_methods: tuple[str, ...] = LAB_METHODS  # the ini's prune_methods
 
 
-def split_list(option: str, text: str) -> tuple[str, ...]:
-    """``"a, b,c"`` → ``("a", "b", "c")``; an empty list is an error naming ``option``."""
+def split_list(option: str, text: object) -> tuple[str, ...]:
+    """``"a, b,c"`` -> ``("a", "b", "c")``; an empty list is an error naming ``option``."""
     items = tuple(part.strip() for part in str(text).split(",") if part.strip())
     if not items:
         raise OptionError(f"{option} needs at least one value, got {text!r}")
@@ -66,9 +81,9 @@ def _choices(option: str, values: tuple[str, ...], known: tuple[str, ...] | list
     return values
 
 
-def _int(option: str, text: str, minimum: int) -> int:
+def _int(option: str, text: object, minimum: int) -> int:
     try:
-        value = int(text)
+        value = int(str(text))
     except (TypeError, ValueError):
         raise OptionError(f"{option} must be an integer, got {text!r}") from None
     if value < minimum:
@@ -76,123 +91,123 @@ def _int(option: str, text: str, minimum: int) -> int:
     return value
 
 
-def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
-    """``"mnist5k:lenet300,sst2:sst2-mlp"`` → pairs; speech pairs name a model preset or a path/hub id."""
-    pairs = []
-    for item in split_list("--prune-datasets", text):
+def parse_triples(datasets: object, families: tuple[str, ...]) -> tuple[Triple, ...]:
+    """``"mnist5k:lenet300,fsdd:sew-fsdd"`` -> triples, each pair resolved to its family."""
+    out = []
+    for item in split_list("--prune-datasets", datasets):
         dataset, sep, model = item.partition(":")
         if not sep or not dataset or not model:
             raise OptionError(f"--prune-datasets: {item!r} is not DATASET:MODEL (e.g. mnist5k:lenet300)")
-        if dataset not in (*DATASETS, *SPEECH_DATASETS):
-            raise OptionError(
-                f"--prune-datasets: unknown dataset {dataset!r}; choose from {[*DATASETS, *SPEECH_DATASETS]}"
-            )
-        if dataset in DATASETS and model not in PRESETS:
-            raise OptionError(f"--prune-datasets: unknown model {model!r} for {dataset}; choose from {sorted(PRESETS)}")
-        pairs.append((dataset, model))
-    return tuple(pairs)
+        try:
+            out.append(Triple(family_for(dataset, model, families), dataset, model))
+        except ValueError as exc:
+            raise OptionError(f"--prune-datasets: {exc}") from None
+    return tuple(out)
 
 
 def parse_options(raw: dict[str, object]) -> SuiteOptions:
-    """Validate raw option strings (``None`` = default) into :class:`SuiteOptions`."""
-    base = SuiteOptions()
-    get = lambda key, default: default if raw.get(key) in (None, "") else raw[key]  # noqa: E731
-    quick = bool(raw.get("quick") or False)
-    amount_text = get("amount", QUICK_AMOUNT if quick else base.amount)
-    try:
-        amount = check_fraction("--prune-amount", float(amount_text))
-    except (TypeError, ValueError) as exc:
-        raise OptionError(
-            str(exc) if "fraction" in str(exc) else f"--prune-amount must be a number, got {amount_text!r}"
-        ) from None
-    for p in (precisions := split_list("--prune-precisions", get("precisions", ",".join(base.precisions)))):
+    """Validate raw option values (``None`` = unset) into :class:`SuiteOptions`.
+
+    ``raw`` keys: the option names without ``--prune-`` (``datasets``, ``family``, ...); values
+    from the command line. ``ini_datasets`` and ``ini_methods`` carry the ini defaults.
+    """
+
+    def get(key: str) -> object:
+        value = raw.get(key)
+        return None if value in (None, "") else value
+
+    quick = bool(get("quick"))
+    families = split_list("--prune-family", get("family")) if get("family") else ()
+    for name in families:
+        try:
+            get_family(name)
+        except ValueError as exc:
+            raise OptionError(f"--prune-family: {exc}") from None
+    if get("datasets") is not None:
+        triples = parse_triples(get("datasets"), families)
+    elif families:
+        triples = tuple(Triple(name, *get_family(name).default_pair) for name in families)
+    else:
+        triples = parse_triples(get("ini_datasets") or "mnist5k:lenet300", ())
+    amount = None
+    if get("amount") is not None:
+        try:
+            amount = check_fraction("--prune-amount", float(str(get("amount"))))
+        except ValueError as exc:
+            raise OptionError(
+                str(exc) if "fraction" in str(exc) else f"--prune-amount must be a number, got {get('amount')!r}"
+            ) from None
+    methods = get("methods")
+    ini_methods = get("ini_methods")
+    ini_methods = (
+        _choices("prune_methods (ini)", split_list("prune_methods", ini_methods), list(SCHEDULES))
+        if ini_methods
+        else LAB_METHODS
+    )
+    precisions = split_list("--prune-precisions", get("precisions") or "fp16,int8")
+    for p in precisions:
         try:
             check_precision(p)
         except ValueError as exc:
             raise OptionError(f"--prune-precisions: {exc}") from None
-    batches = tuple(_int("--prune-batches", b, 1) for b in split_list("--prune-batches", get("batches", "1,256")))
+    batches = tuple(_int("--prune-batches", b, 1) for b in split_list("--prune-batches", get("batches") or "1,256"))
     return SuiteOptions(
-        data_dir=str(raw["data_dir"]) if raw.get("data_dir") else None,
-        pairs=parse_pairs(get("datasets", "mnist5k:lenet300")),
-        methods=_choices(
-            "--prune-methods", split_list("--prune-methods", get("methods", ",".join(base.methods))), list(SCHEDULES)
-        ),
-        iterations=_int("--prune-iterations", get("iterations", QUICK_ITERATIONS if quick else base.iterations), 1),
+        data_dir=str(get("data_dir")) if get("data_dir") else None,
+        triples=triples,
+        methods=_choices("--prune-methods", split_list("--prune-methods", methods), list(SCHEDULES))
+        if methods
+        else None,
+        iterations=_int("--prune-iterations", get("iterations"), 1) if get("iterations") is not None else None,
         amount=amount,
-        seed=_int("--prune-seed", get("seed", 0), 0),
+        seed=_int("--prune-seed", get("seed") or 0, 0),
         runtimes=_choices(
-            "--prune-runtimes", split_list("--prune-runtimes", get("runtimes", "torch,onnxruntime")), RUNTIMES
+            "--prune-runtimes", split_list("--prune-runtimes", get("runtimes") or "torch,onnxruntime"), RUNTIMES
         ),
         batches=tuple(dict.fromkeys(batches)),
         precisions=precisions,
-        threads=_int("--prune-threads", get("threads", 1), 1),
+        threads=_int("--prune-threads", get("threads") or 1, 1),
         quick=quick,
+        embeddings=bool(get("embeddings")),
+        default_methods=ini_methods,
     )
 
 
-def train_config(dataset: str, quick: bool) -> TrainConfig:
-    """The data set's fixed hyperparameters; quick mode trains for fewer epochs."""
-    cfg = default_train_config(dataset)
-    return replace(cfg, epochs=max(1, cfg.epochs * 2 // 5)) if quick else cfg
-
-
-def data_config(dataset: str, opts: SuiteOptions) -> DataConfig:
-    """Where and how to load ``dataset``; quick mode subsamples the big sets."""
-    big = dataset in ("mnist", "fashion-mnist", "sst2")
-    return DataConfig(
-        dataset,
-        opts.data_dir,
-        opts.seed,
-        train_subset=20_000 if (opts.quick and big) else None,
-        test_subset=2_000 if (opts.quick and big) else None,
-    )
+def methods_for(opts: SuiteOptions, triple: Triple) -> tuple[str, ...]:
+    """The methods run on ``triple``: the command line's, else the family's bench methods, else the ini's."""
+    if opts.methods is not None:
+        return opts.methods
+    return get_family(triple.family).bench_methods or opts.default_methods
 
 
 def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
-    """One spec per (Part-I data set/model, method), in option order."""
+    """One spec per (triple, method), in option order; the family's schedule defaults fill the gaps."""
     specs = []
-    for dataset, model in opts.pairs:
-        if dataset in SPEECH_DATASETS:
-            continue
-        for method in opts.methods:
+    for t in opts.triples:
+        family = get_family(t.family)
+        amount = opts.amount if opts.amount is not None else (family.quick_amount if opts.quick else family.amount)
+        if opts.iterations is not None:
+            iterations = opts.iterations
+        else:
+            iterations = family.quick_iterations if opts.quick else family.iterations
+        for method in methods_for(opts, t):
             specs.append(
                 SweepSpec(
-                    data=data_config(dataset, opts),
-                    model=model,
-                    train=train_config(dataset, opts.quick),
-                    prune=PruneConfig(method, opts.amount, opts.iterations),
-                    measure=MeasureConfig(threads=opts.threads),
+                    t.family,
+                    t.dataset,
+                    t.model,
+                    method,
+                    amount,
+                    iterations,
                     seed=opts.seed,
-                )
+                    quick=opts.quick,
+                    embeddings=opts.embeddings,
+                    data_dir=opts.data_dir,
+                )  # fmt: skip
             )
     return specs
 
 
-#: Speech sweeps (amount, iterations, utterances scored): the lab's 10 % x 10, or 30 % x 3 in quick mode.
-SPEECH_FULL, SPEECH_QUICK = (0.1, 10, None), (0.3, 3, 40)
-
-
-#: Speech sweeps the bench suite runs per speech pair: the lab's global magnitude pruning, and
-#: structured pruning shrunk for real (IMP retrains for minutes per step: ``python -m prunelib sweep``).
-SPEECH_BENCH_METHODS = ("no-retrain", "structured-no-retrain")
-
-
-def speech_specs(opts: SuiteOptions) -> list:
-    """One :class:`~prunelib.sweep.speechcache.SpeechSweepSpec` per (speech pair, :data:`SPEECH_BENCH_METHODS`),
-    pair by pair: the lab's Part II sweep (10 % per step; for structured methods, 10 % of each
-    layer's remaining units)."""
-    from prunelib.sweep.speechcache import SpeechSweepSpec
-
-    amount, iterations, count = SPEECH_QUICK if opts.quick else SPEECH_FULL
-    return [
-        SpeechSweepSpec(d, m, method, amount, iterations, opts.seed, count)
-        for d, m in opts.pairs
-        if d in SPEECH_DATASETS
-        for method in SPEECH_BENCH_METHODS
-    ]
-
-
-def accuracy_floor(dataset: str, model: str, quick: bool) -> float | None:
-    """The dense accuracy the gate demands, or ``None`` when no floor is known for the pair."""
-    floors = ACCURACY_FLOORS.get((dataset, model))
+def metric_floor(family_name: str, dataset: str, model: str, quick: bool) -> float | None:
+    """The dense metric the gate demands of (dataset, model), or ``None`` when the family names none."""
+    floors = get_family(family_name).floors.get((dataset, model))
     return None if floors is None else floors[1 if quick else 0]

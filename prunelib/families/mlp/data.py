@@ -19,17 +19,13 @@ import pandas as pd
 import torch
 
 from prunelib.config import DataConfig
+from prunelib.families.datadir import DATA_DIR_ENV, DataError
 
-DATA_DIR_ENV = "PRUNELIB_DATA_DIR"
 DATASETS = ("mnist5k", "mnist", "fashion-mnist", "sst2")
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PAD, UNK = 0, 1  # token ids reserved in every SST-2 vocabulary
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-
-
-class DataError(ValueError):
-    """A data set is missing or malformed; the message names the path and the expectation."""
 
 
 @dataclass(frozen=True)
@@ -255,7 +251,12 @@ def _sst2(cfg: DataConfig) -> Splits:
 
 def _subset(splits: Splits, cfg: DataConfig) -> Splits:
     """Seeded random subsets of train and test, for quick runs."""
-    gen = torch.Generator().manual_seed(cfg.seed)
+    return subset(splits, cfg.train_subset, cfg.test_subset, cfg.seed)
+
+
+def subset(splits: Splits, train: int | None, test: int | None, seed: int) -> Splits:
+    """At most ``train`` training and ``test`` test examples, drawn with ``seed`` (``None`` keeps a split whole)."""
+    gen = torch.Generator().manual_seed(seed)
 
     def cut(split: Split, n: int | None) -> Split:
         if n is None or n >= len(split):
@@ -267,9 +268,9 @@ def _subset(splits: Splits, cfg: DataConfig) -> Splits:
 
     return Splits(
         splits.name,
-        cut(splits.train, cfg.train_subset),
+        cut(splits.train, train),
         splits.dev,
-        cut(splits.test, cfg.test_subset),
+        cut(splits.test, test),
         splits.num_classes,
         splits.in_features,
         splits.vocab,

@@ -12,7 +12,7 @@ from torch import nn
 
 from prunelib.config import DataConfig, TrainConfig, default_train_config
 from prunelib.families.contract import Family, Metric, Runner
-from prunelib.families.mlp.data import DATASETS, Splits, load_data
+from prunelib.families.mlp.data import DATASETS, Splits, load_data, subset
 from prunelib.families.mlp.models import MLP, PRESETS, ModelSpec
 from prunelib.families.mlp.structured import hidden_linears, hidden_parameters, neurons_remaining, shrink
 from prunelib.families.mlp.train import evaluate, init_model, train
@@ -49,6 +49,9 @@ class MlpFamily(Family):
         ("sst2", "sst2-mlp"): (0.80, 0.70),
     }
 
+    def default_model(self, dataset: str) -> str:
+        return "sst2-mlp" if dataset == "sst2" else "lenet300"
+
     def hparams(self, dataset: str, quick: bool) -> TrainConfig:
         cfg = default_train_config(dataset)
         return replace(cfg, epochs=max(1, cfg.epochs * 2 // 5)) if quick else cfg
@@ -58,6 +61,9 @@ class MlpFamily(Family):
         return load_data(
             DataConfig(dataset, str(data_dir) if data_dir else None, seed, train_subset=train_n, test_subset=test_n)
         )
+
+    def subset(self, data: Splits, train: int | None, test: int | None, seed: int) -> Splits:
+        return subset(data, train, test, seed)
 
     def build(self, model: str, data: Splits, seed: int) -> MLP:
         self.check_model(model)

@@ -83,6 +83,8 @@ class SewFamily(Family):
     parity_atol = 1e-3
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {("fsdd", "sew-fsdd"): (0.10, 0.10)}
     smoke = ("fsdd", "sew-mini")
+    #: IMP retrains for minutes per step: ``pytest bench/`` runs the one-shot sweeps unless told otherwise.
+    bench_methods = ("no-retrain", "structured-no-retrain")
 
     def __init__(self) -> None:
         self._loaded: dict[tuple[str, int], tuple[nn.Module, Any]] = {}
@@ -92,6 +94,10 @@ class SewFamily(Family):
         if model in PRESETS or Path(model).is_dir() or (model.count("/") == 1 and not model.startswith((".", "/"))):
             return
         raise ValueError(f"family 'sew' has no model {model!r}; choose one of {list(PRESETS)}, a directory or a hub id")
+
+    def default_model(self, dataset: str) -> str:
+        """``sew-fsdd`` for FSDD; for LibriSpeech the pretrained SEW-tiny of the lab (hub id, needs network)."""
+        return "sew-fsdd" if dataset == "fsdd" else "asapp/sew-tiny-100k-ft-ls100h"
 
     def hparams(self, dataset: str, quick: bool) -> SewHparams:
         return SewHparams()
@@ -126,6 +132,15 @@ class SewFamily(Family):
         processor = build_processor() if model in PRESETS else self._model(model, seed, data_dir)[1]
         return SewData(processor, utterances, clips, data_dir)
 
+    def subset(self, data: SewData, train: int | None, test: int | None, seed: int) -> SewData:
+        """The first ``test`` utterances (already a seeded draw) and ``train`` seeded training clips."""
+        clips = data.train_clips
+        if train is not None and train < len(clips):
+            picks = sorted(np.random.default_rng(seed).choice(len(clips), size=train, replace=False))
+            clips = [clips[i] for i in picks]
+        utterances = data.utterances[:test] if test is not None else data.utterances
+        return dataclasses.replace(data, utterances=utterances, train_clips=clips)
+
     def data_fingerprint(self, data: SewData) -> str:
         vocab = sorted(data.processor.tokenizer.get_vocab().items())
         digest = hashlib.sha256(fingerprint(vocab).encode())
@@ -137,7 +152,7 @@ class SewFamily(Family):
 
     def build(self, model: str, data: SewData, seed: int) -> nn.Module:
         self.check_model(model)
-        return copy.deepcopy(self._model(model, seed, data.root)[0]).eval()
+        return copy.deepcopy(self._model(model, seed, getattr(data, "root", None))[0]).eval()
 
     def prepare(self, model: nn.Module) -> nn.Module:
         from prunelib.families.sew.deploy import prepare_model

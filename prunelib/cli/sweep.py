@@ -1,0 +1,217 @@
+"""``python -m prunelib sweep`` and ``sensitivity``: one family's model pruned step by step, or group by group."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prunelib.cli.args import CliError, Parser, add_family_args, count, fraction, hparams_of, positive, resolve_family
+from prunelib.deploy.precision import PRECISIONS
+from prunelib.deploy.runtimes import RUNTIMES
+from prunelib.families.contract import Family
+from prunelib.fileio import write_text_atomic
+from prunelib.pruning.schedules import SCHEDULES
+from prunelib.results.tables import to_markdown, wide_table
+from prunelib.sweep.loaded import Loaded, load
+from prunelib.sweep.spec import SweepSpec
+
+#: One phrase per pruning schedule, for --help.
+METHOD_HELP: dict[str, str] = {
+    "no-retrain": "global |w| pruning, no retraining",
+    "imp-rewind": "iterative magnitude pruning, survivors rewound to init and retrained (lottery ticket)",
+    "imp-finetune": "iterative magnitude pruning, survivors retrained from where they are",
+    "random": "random weights, no retraining (baseline)",
+    "layerwise": "|w| pruning of the same fraction in every layer, no retraining",
+    "structured-no-retrain": "whole units by the L2 norm of their weights (MLP: hidden neurons; SEW: feed-forward units, attention heads, conv channels), no retraining; deployed physically smaller",
+    "structured-imp-rewind": "whole units by L2, survivors rewound to init and retrained",
+    "structured-imp-finetune": "whole units by L2, survivors retrained from where they are",
+}
+RUNTIME_HELP: dict[str, str] = {
+    "torch": "PyTorch, dense kernels",
+    "onnxruntime": "the model exported to ONNX, run by ONNX Runtime on the CPU",
+    "torch-sparse": "PyTorch with each Linear run as sparse CSR or dense, whichever is measured faster here (fp32/fp16 only)",
+}
+PRECISION_HELP: dict[str, str] = {
+    "fp32": "weights as trained",
+    "fp16": "weights stored in half precision, computed in fp32",
+    "int8": "dynamic int8 inference (torch quantize_dynamic; ONNX Runtime quantize_dynamic, QInt8 weights)",
+}
+
+
+def _choices(helps: dict[str, str], names) -> str:
+    return "; ".join(f"{n}: {helps.get(n, n)}" for n in names)
+
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train, prune N times by one method, measure every iteration",
+        description="Build and train the family's model, then prune it --iterations times by --method, measuring "
+        "after every step the model as deployed (pruning made permanent, structured models physically "
+        "shrunk, values at --precision): the family's metric, latency on --runtime, parameter counts, sizes on "
+        "disk (dense, the lab's sparse COO, compact) and FLOPs. Writes OUT/results.csv, OUT/results.md "
+        "(the lab's table plus compact size and FLOPs) and OUT/initial.safetensors.",
+    )
+    add_family_args(p)
+    p.add_argument(
+        "--method",
+        default="no-retrain",
+        help=f"pruning schedule (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}",
+    )
+    p.add_argument(
+        "--iterations", type=count, default=None, help="pruning steps after the dense model (default: the family's, 10)"
+    )
+    p.add_argument(
+        "--amount",
+        type=fraction,
+        default=None,
+        help="fraction of the REMAINING weights (of each group's remaining units, for structured methods) pruned "
+        "per step, 0 < A < 1 (default: the family's: 0.33 for the MLP, 0.1 for speech, as the lab)",
+    )
+    p.add_argument("--embeddings", action="store_true", help="unstructured pruning also prunes embedding tables")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        help=f"runtime timed for latency (default: torch). {_choices(RUNTIME_HELP, RUNTIMES)}",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help=f"value precision the model is deployed, evaluated, stored (compact size) and timed at (default: fp32). {_choices(PRECISION_HELP, PRECISIONS)}",
+    )
+    p.add_argument("--batch", type=positive, default=1, help="batch size timed (default: 1)")
+    p.add_argument(
+        "--latency-runs",
+        type=count,
+        default=100,
+        help="timed calls per latency figure, after 10 warm-up calls (default: 100)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive,
+        default=None,
+        help="intra-op threads for torch and ONNX Runtime (default: library default)",
+    )
+    p.add_argument(
+        "--initial-weights",
+        type=Path,
+        default=None,
+        help="safetensors file of initial weights to start from and rewind to (e.g. an earlier run's initial.safetensors)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output directory; must not already hold a results.csv (runs are never overwritten)",
+    )
+    p.set_defaults(handler=run_sweep_command)
+
+
+def _loaded(family: Family, spec: SweepSpec, args: argparse.Namespace) -> Loaded:
+    """Load ``spec``'s data, cut to ``--train-subset``/``--eval-count``, with ``--hparam`` applied."""
+    loaded = load(spec)
+    if args.train_subset is not None or args.eval_count is not None:
+        loaded.data = family.subset(loaded.data, args.train_subset, args.eval_count, spec.seed)
+    loaded.hparams = hparams_of(family, args)
+    return loaded
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from prunelib.fileio import write_atomic
+    from prunelib.storage.checkpoint import read_tensors
+    from prunelib.sweep.runner import Timing, run_sweep
+
+    family = resolve_family(args)
+    reason = family.supports(method=args.method, runtime=args.runtime, precision=args.precision)
+    if reason:
+        raise CliError(reason)
+    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
+    out: Path = args.out
+    if (out / "results.csv").exists():
+        raise CliError(f"{out / 'results.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    spec = SweepSpec(
+        args.family, args.dataset, args.model, args.method,
+        args.amount if args.amount is not None else family.amount,
+        args.iterations if args.iterations is not None else family.iterations,
+        seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
+    )  # fmt: skip
+    hparams_of(family, args)  # a bad --hparam fails before any data is read
+    initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
+    frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "initial.safetensors", lambda p: save_file(init, str(p)))
+    title = (
+        f"# {spec.dataset} / {spec.model} / {spec.method} (family {spec.family}, amount {spec.amount}, "
+        f"seed {spec.seed}) — {timing.runtime}, {timing.precision}\n\n"
+    )
+    write_text_atomic(out / "results.csv", frame.to_csv(index=False))
+    table = to_markdown(wide_table(frame, family.metric))
+    write_text_atomic(out / "results.md", title + table)
+    print(table, end="")
+    print(f"wrote {out / 'results.csv'} and {out / 'results.md'}", file=sys.stderr)
+    return 0
+
+
+def add_sensitivity_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sensitivity",
+        help="prune one layer group at a time to rising sparsity; the family's metric per group",
+        description="Build and train (or load) the family's dense model, then prune one group of weights at a time "
+        "by magnitude to each --levels sparsity, everything else dense, and score it. Groups come from the family: "
+        "each Linear layer of an MLP; a SEW model's feature-extractor convolutions, attention projections, "
+        "feed-forward layers and each transformer layer. Writes OUT/sensitivity.csv (group, sparsity, metric), "
+        "OUT/sensitivity.md (table and summary) and OUT/sensitivity.png.",
+    )
+    add_family_args(p)
+    p.add_argument(
+        "--levels",
+        default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+        help="comma list of group sparsities in [0, 1) (default: 0,0.1,...,0.9)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output directory; must not already hold a sensitivity.csv")
+    p.set_defaults(handler=run_sensitivity_command)
+
+
+def levels_of(text: str) -> list[float]:
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"--levels must be numbers separated by commas, got {text!r}") from None
+    bad = [v for v in levels if not 0.0 <= v < 1.0]
+    if not levels or bad:
+        raise CliError(f"--levels must be sparsities in [0, 1), got {text!r}")
+    return levels
+
+
+def run_sensitivity_command(args: argparse.Namespace) -> int:
+    from prunelib.report import plots
+    from prunelib.report.writer import sensitivity_summary
+    from prunelib.sweep.sensitivity import family_sensitivity
+
+    family = resolve_family(args)
+    levels = levels_of(args.levels)
+    out: Path = args.out
+    if (out / "sensitivity.csv").exists():
+        raise CliError(f"{out / 'sensitivity.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    spec = SweepSpec(
+        args.family, args.dataset, args.model, "no-retrain", family.amount, 0, seed=args.seed, data_dir=args.data_dir
+    )
+    loaded = _loaded(family, spec, args)
+    model = loaded.fresh(spec)
+    family.train(model, loaded.data, loaded.hparams, spec.seed, "dense")
+    frame = family_sensitivity(family, model.eval(), loaded.data, levels, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sensitivity.csv", frame.to_csv(index=False))
+    summary = sensitivity_summary(frame, family.metric)
+    title = f"{args.dataset} / {args.model}: sensitivity"
+    write_text_atomic(out / "sensitivity.md", f"# {title}\n\n{summary}\n\n" + to_markdown(frame))
+    plots.save_png(plots.sensitivity_figure(frame, family.metric.name, title), out / "sensitivity.png")
+    print(summary)
+    print(f"wrote {out / 'sensitivity.csv'}, {out / 'sensitivity.md'} and {out / 'sensitivity.png'}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["Parser", "add_sensitivity_parser", "add_sweep_parser"]
