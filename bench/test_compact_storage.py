@@ -18,6 +18,9 @@ from prunelib.storage.lab import disk_dense_bytes, disk_sparse_bytes
 from prunelib.sweep.cache import load_model
 
 BOUND_FACTOR, FILE_OVERHEAD = 1.10, 4096
+#: The file's JSON header names every tensor (shape, dtype, encoding): bytes the entropy bound does not
+#: count. Negligible for the lab's MLPs (9 entries); a small model with many tensors (a tiny SEW: ~50) needs it.
+HEADER_PER_TENSOR = 256
 
 
 def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, request) -> None:
@@ -52,7 +55,8 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
             ]
         ),
     )
-    assert stats.disk_compact_bytes <= BOUND_FACTOR * stats.disk_bound_bytes + FILE_OVERHEAD
+    allowance = FILE_OVERHEAD + HEADER_PER_TENSOR * len(stats.entries)
+    assert stats.disk_compact_bytes <= BOUND_FACTOR * stats.disk_bound_bytes + allowance
     assert stats.disk_compact_bytes < dense, "the compact file must never be larger than dense"
 
     loaded = benchmark(load_compact, tmp_path / "model.prunelib")

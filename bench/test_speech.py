@@ -49,7 +49,9 @@ def test_speech_sensitivity(speech_model_spec, suite, request) -> None:
     spec = speech_model_spec
     loaded = suite.loaded(spec)
     few = dataclasses.replace(loaded.data, utterances=loaded.data.utterances[:SENSITIVITY_UTTERANCES])
-    layer_sensitivity(suite, spec, SENSITIVITY_LEVELS, request, f"sensitivity-{spec.dataset}-{Path(spec.model).name}", data=few)
+    layer_sensitivity(
+        suite, spec, SENSITIVITY_LEVELS, request, f"sensitivity-{spec.dataset}-{Path(spec.model).name}", data=few
+    )
 
 
 SEW_TINY_SECONDS = 5.0
@@ -74,9 +76,9 @@ def sew_tiny_variant(config: pytest.Config, seed: int, variant: str):
     family = get_family("sew")
     models = config.stash.setdefault(SEW_TINY_MODELS, {})
     if "dense" not in models:
-        model = family.prepare(family.build("sew-tiny", None, seed))
-        assert sum(p.numel() for p in model.parameters()) == SEW_TINY_PARAMETERS
-        models["dense"] = model
+        model = family.build("sew-tiny", None, seed)
+        assert sum(p.numel() for p in model.parameters()) == SEW_TINY_PARAMETERS  # weight norm's g and v
+        models["dense"] = family.prepare(model)
     if variant not in models:
         pruned = copy.deepcopy(models["dense"])
         family.structured_step(pruned, SEW_TINY_VARIANTS[variant], seed)

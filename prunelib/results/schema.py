@@ -130,8 +130,8 @@ def row_metrics(rows: pd.DataFrame) -> pd.DataFrame:
     ``accuracy`` otherwise (:data:`LEGACY_METRICS`).
     """
     names = rows["metric"] if "metric" in rows else pd.Series(None, index=rows.index, dtype=object)
-    legacy = ("wer" in rows) & (rows["wer"].notna() if "wer" in rows else False)
-    fallback = pd.Series("accuracy", index=rows.index).where(~legacy, "wer") if len(rows) else names
+    legacy = rows["wer"].notna() if "wer" in rows else pd.Series(False, index=rows.index)
+    fallback = pd.Series("accuracy", index=rows.index, dtype=object).where(~legacy, "wer")
     names = names.where(names.notna(), fallback).astype(str)
     values = pd.Series(math.nan, index=rows.index, dtype=float)
     higher = pd.Series(True, index=rows.index, dtype=bool)
