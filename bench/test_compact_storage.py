@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 
 from prunelib.plugin.records import extra_info, record_extra
-from prunelib.storage.compact import load_compact, model_tensors, save_compact
+from prunelib.storage.compact import load_compact, save_compact
 from prunelib.storage.lab import disk_dense_bytes, disk_sparse_bytes
+from prunelib.storage.modelfile import model_tensors
 from prunelib.sweep.cache import load_model
 
 BOUND_FACTOR, FILE_OVERHEAD = 1.10, 4096

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def check_fraction(name: str, value: float) -> float:
@@ -105,6 +109,6 @@ def default_train_config(dataset: str) -> TrainConfig:
 
 def config_key(*parts: object, versions: dict[str, str] | None = None) -> str:
     """A short stable hash of dataclasses/values (and library versions): the on-disk cache key."""
-    payload = [asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts]
+    payload = [asdict(cast("DataclassInstance", p)) if hasattr(p, "__dataclass_fields__") else p for p in parts]
     blob = json.dumps({"parts": payload, "versions": versions or {}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

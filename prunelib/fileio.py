@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomic(path: Path | str, writer: Callable[[Path], None]) -> Path:
+def write_atomic(path: Path | str, writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The rename is atomic on POSIX, so ``path`` holds either the old or the whole new content.

@@ -188,7 +188,7 @@ def levels_of(text: str) -> list[float]:
 
 def run_sensitivity_command(args: argparse.Namespace) -> int:
     from prunelib.report import plots
-    from prunelib.report.writer import sensitivity_summary
+    from prunelib.results.sensitivity import sensitivity_summary
     from prunelib.sweep.sensitivity import family_sensitivity
 
     family = resolve_family(args)

@@ -42,6 +42,9 @@ class SparseLinear(nn.Module):
     restored, so do not run one model from several Python threads at once.
     """
 
+    weight: torch.Tensor  # buffers, registered in __init__
+    bias: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, threads: int | None = None) -> None:
         super().__init__()
         if weight.dim() != 2:
@@ -200,10 +203,12 @@ def choose_execution(
         x = inputs[name]
         variants = [None] + ([1] if torch.get_num_threads() > 1 else [])
         candidates = [SparseLinear.from_linear(m, threads) for threads in variants]
+
+        def dense(v: torch.Tensor, m: nn.Linear = m) -> torch.Tensor:
+            return torch.nn.functional.linear(v, m.weight, m.bias)
+
         with torch.inference_mode():
-            dense_s, *sparse_times = _median_call_s(
-                [lambda v, m=m: torch.nn.functional.linear(v, m.weight, m.bias), *candidates], repeats, inner, x
-            )
+            dense_s, *sparse_times = _median_call_s([dense, *candidates], repeats, inner, x)
         best = min(range(len(variants)), key=lambda i: sparse_times[i])
         choices.append(
             LayerChoice(name, density, dense_s, sparse_times[best], variants[best], sparse_times[best] < dense_s)

@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 #: Packages whose versions matter to a latency number (reported only when installed).
 VERSION_PACKAGES: tuple[str, ...] = (
@@ -166,7 +166,9 @@ def machine_from_benchmark_info(machine_info: dict[str, Any]) -> dict[str, Any]:
     ours = machine_info.get("prunelib")
     if isinstance(ours, dict) and ours:
         return dict(ours)
-    cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
+    cpu: dict[str, Any] = (
+        cast("dict[str, Any]", machine_info.get("cpu")) if isinstance(machine_info.get("cpu"), dict) else {}
+    )
     hz = cpu.get("hz_actual") or cpu.get("hz_advertised")
     cur = round(hz[0] / 1e6, 1) if isinstance(hz, list) and hz and isinstance(hz[0], (int, float)) and hz[0] else None
     system = " ".join(str(machine_info[k]) for k in ("system", "release") if machine_info.get(k))
@@ -212,7 +214,9 @@ def machine_markdown(info: dict[str, Any]) -> str:
     ]
     if info.get("omp_num_threads"):
         rows.append(("OMP_NUM_THREADS", str(info["omp_num_threads"])))
-    versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    versions: dict[str, Any] = (
+        cast("dict[str, Any]", info.get("versions")) if isinstance(info.get("versions"), dict) else {}
+    )
     rows += [(name, str(version)) for name, version in sorted(versions.items())]
     lines = ["## Machine", "", "| Field | Value |", "| --- | --- |"]
     lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in rows]

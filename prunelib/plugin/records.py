@@ -58,7 +58,7 @@ def merge_entries(bench: dict[str, Any], records: Records) -> dict[str, Any]:
 
 def session_bench(session: pytest.Session, records: Records) -> dict[str, Any]:
     """The session's pytest-benchmark JSON dict with the recorded entries merged in."""
-    from prunelib.report.writer import bench_from_session
+    from prunelib.report.rows import bench_from_session
 
     return merge_entries(bench_from_session(session), records)
 

@@ -26,6 +26,7 @@ The rule, in one place:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -114,7 +115,7 @@ def neuron_prune(
         scores = effective_tensor(module, "weight")
         method.apply(module, "weight", amount, importance_scores=scores)
         if getattr(module, "bias", None) is not None:
-            mask = module.weight_mask
+            mask = cast(torch.Tensor, module.weight_mask)
             row_alive = mask.reshape(mask.shape[0], -1).any(dim=1).to(mask.dtype)
             prune.custom_from_mask(module, "bias", row_alive)
 
@@ -138,17 +139,17 @@ def alive_neurons(module: nn.Module) -> torch.Tensor:
 def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
     """A fresh Linear/Conv1d like ``module`` holding ``weight`` and ``bias`` (no pruning hooks)."""
     if isinstance(module, nn.Linear):
-        new: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        new: nn.Linear | nn.Conv1d = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     elif isinstance(module, nn.Conv1d):
         if module.groups != 1:
             raise ValueError(f"only groups=1 Conv1d can be shrunk, got groups={module.groups}")
         new = nn.Conv1d(
             weight.shape[1],
             weight.shape[0],
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            module.dilation,
+            cast("tuple[int]", module.kernel_size),  # a Conv1d's are 1-tuples; the stubs say tuple[int, ...]
+            cast("tuple[int]", module.stride),
+            cast("str | tuple[int]", module.padding),
+            cast("tuple[int]", module.dilation),
             1,
             bias is not None,
             module.padding_mode,
@@ -159,7 +160,7 @@ def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | 
     with torch.no_grad():
         new.weight.copy_(weight)
         if bias is not None:
-            new.bias.copy_(bias)
+            cast(torch.Tensor, new.bias).copy_(bias)  # built with bias=True just above
     return new
 
 

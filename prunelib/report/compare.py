@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from prunelib.report import plots
-from prunelib.report.writer import benchmark_rows
+from prunelib.report.rows import benchmark_rows
 from prunelib.results.schema import label, row_metrics
 
 KEY_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "iteration", "runtime", "batch_size", "precision")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
@@ -27,8 +27,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from prunelib.fileio import write_atomic  # noqa: E402
 from prunelib.results.schema import label
 
+if TYPE_CHECKING:
+    from matplotlib.legend import Legend
+    from matplotlib.typing import RcKeyType
+
 #: Fonts and sizes chosen to stay readable when a PNG is shown at half size in a README.
-RC: dict[str, Any] = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 11,
     "axes.titlesize": 13,
     "axes.labelsize": 11,
@@ -388,7 +392,7 @@ def history_figure(history: pd.DataFrame, title: str = "Run history", max_keys: 
     handles: dict[str, Any] = {}
     for i, key in enumerate(keys):
         k = history[history["key"].astype(str) == key].sort_values("run_index")
-        style = {"color": _COLORS[i % 10], "marker": _MARKERS[i % len(_MARKERS)]}
+        style: dict[str, Any] = {"color": _COLORS[i % 10], "marker": _MARKERS[i % len(_MARKERS)]}
         lat = _finite(k, "latency_median_s")
         if not lat.empty:
             (h,) = ax_lat.plot(lat["run_index"], 1e3 * lat["latency_median_s"].astype(float), **style)
@@ -432,7 +436,9 @@ def figure_texts(fig: Figure) -> dict[str, Any]:
                 "title": ax.get_title(),
                 "xlabel": ax.get_xlabel(),
                 "ylabel": ax.get_ylabel(),
-                "legend": [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else [],
+                "legend": [t.get_text() for t in cast("Legend", ax.get_legend()).get_texts()]
+                if ax.get_legend()
+                else [],
             }
             for ax in axes
         ],

@@ -11,7 +11,6 @@ with what they have, and the README says what is missing.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import secrets
@@ -23,190 +22,24 @@ from typing import Any
 
 import pandas as pd
 
-from prunelib.families.contract import Metric
 from prunelib.fileio import write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
 from prunelib.report import plots
+from prunelib.report.rows import (
+    INFERENCE_RUNTIMES,
+    benchmark_rows,
+    dedupe,
+    is_fp32,
+    lab_rows,
+    missing_notes,
+    schedule_frame,
+)
 from prunelib.results import knee as knee_mod
-from prunelib.results.schema import label, metric_of, row_metrics
+from prunelib.results.schema import label, metric_of
+from prunelib.results.sensitivity import sensitivity_summary
 from prunelib.results.tables import to_markdown, wide_table
 
-#: extra_info keys every benchmark entry should carry (``wer`` may replace ``accuracy``).
-STABLE_KEYS: tuple[str, ...] = (
-    "dataset",
-    "model",
-    "method",
-    "iteration",
-    "amount",
-    "sparsity",
-    "sparsity_model",
-    "accuracy",
-    "params_total",
-    "params_nonzero",
-    "disk_dense_bytes",
-    "disk_sparse_bytes",
-    "runtime",
-    "batch_size",
-    "threads",
-    "seed",
-    "torch_version",
-    "onnxruntime_version",
-)
-#: Runtimes that run the model (other timed entries, e.g. ``compact-load``, are not inference).
-INFERENCE_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "torch-sparse")
-OPTIONAL_KEYS: tuple[str, ...] = ("wer", "disk_compact_bytes", "disk_bound_bytes", "flops", "precision")
-#: pytest-benchmark stats (seconds) → result columns.
-STATS_COLUMNS: dict[str, str] = {
-    "mean": "latency_mean_s",
-    "stddev": "latency_std_s",
-    "median": "latency_median_s",
-    "min": "latency_min_s",
-    "max": "latency_max_s",
-    "iqr": "latency_iqr_s",
-    "rounds": "rounds",
-    "ops": "ops_per_s",
-}
-#: Keys that name one table of the lab: one (dataset, model, method) sweep.
-SWEEP_KEYS: tuple[str, ...] = ("dataset", "model", "method")
 SENSITIVITY = "sensitivity"
-
-
-def _scalar(value: Any) -> Any:
-    """A CSV-friendly value: containers become JSON text."""
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, default=str)
-    return value
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def benchmark_entries(bench: Any) -> list[dict[str, Any]]:
-    """The ``benchmarks`` list of a pytest-benchmark JSON dict; [] when absent or malformed."""
-    if not isinstance(bench, dict):
-        raise TypeError(f"bench must be a dict (pytest-benchmark JSON), got {type(bench).__name__}")
-    entries = bench.get("benchmarks")
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def benchmark_rows(bench: dict[str, Any]) -> pd.DataFrame:
-    """One row per benchmark entry: name, every extra_info key, and timing stats in seconds.
-
-    Every :data:`STABLE_KEYS` column exists (NaN where an entry lacks it); ``has_stats`` says
-    whether the entry carried a usable mean (not with ``--benchmark-disable``).
-    """
-    records = []
-    for entry in benchmark_entries(bench):
-        extra = entry.get("extra_info") if isinstance(entry.get("extra_info"), dict) else {}
-        stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
-        rec: dict[str, Any] = {
-            "name": entry.get("name"),
-            "fullname": entry.get("fullname"),
-            "group": entry.get("group"),
-        }
-        rec.update({k: _scalar(v) for k, v in extra.items() if k not in rec})
-        for stat, column in STATS_COLUMNS.items():
-            rec[column] = _number(stats.get(stat))
-        rec["has_stats"] = math.isfinite(rec["latency_mean_s"])
-        records.append(rec)
-    df = pd.DataFrame.from_records(records)
-    for col in ("name", "fullname", "group", *STABLE_KEYS, *STATS_COLUMNS.values(), "has_stats"):
-        if col not in df:
-            df[col] = pd.Series(
-                [math.nan] * len(df), dtype="float64" if col not in ("name", "fullname", "group") else "object"
-            )
-    return df
-
-
-def is_fp32(rows: pd.DataFrame) -> pd.Series:
-    """Rows whose precision is fp32 or not recorded (the lab measured fp32)."""
-    if "precision" not in rows:
-        return pd.Series(True, index=rows.index)
-    return rows["precision"].isna() | (rows["precision"].astype(str) == "fp32")
-
-
-def _dedupe(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, int]:
-    """One row per ``keys``: the one run with most threads (then the first); returns (rows, dropped)."""
-    if rows.empty:
-        return rows, 0
-    ordered = rows.assign(_t=pd.to_numeric(rows["threads"], errors="coerce").fillna(-1)).sort_values(
-        "_t", ascending=False, kind="stable"
-    )
-    kept = ordered.drop_duplicates(subset=keys, keep="first").drop(columns="_t").sort_index()
-    return kept, len(rows) - len(kept)
-
-
-def lab_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows the lab's tables are made of: runtime torch, batch size 1, fp32, one per iteration."""
-    batch = pd.to_numeric(rows["batch_size"], errors="coerce")
-    sel = rows[(rows["runtime"].astype(str) == "torch") & (batch == 1) & is_fp32(rows)]
-    sel = sel.dropna(subset=["dataset", "model", "method", "iteration"])
-    kept, _ = _dedupe(sel, [*SWEEP_KEYS, "iteration"])
-    return kept
-
-
-def schedule_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Rows of one sweep in the shape :func:`prunelib.results.tables.wide_table` reads, sorted by iteration."""
-    cols = [
-        "iteration",
-        "sparsity",
-        "sparsity_model",
-        metric,
-        "latency_mean_s",
-        "latency_std_s",
-        "params_total",
-        "params_nonzero",
-        "disk_dense_bytes",
-        "disk_sparse_bytes",
-    ]
-    cols += [c for c in ("disk_compact_bytes", "flops", "neuron_sparsity") if c in rows and rows[c].notna().any()]
-    out = rows.reindex(columns=cols).copy()
-    for c in cols:
-        out[c] = pd.to_numeric(out[c], errors="coerce")
-    return out.sort_values("iteration", kind="stable").reset_index(drop=True)
-
-
-def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:
-    """Plain sentences saying what this run lacks, for the README."""
-    notes: list[str] = []
-    raw = bench.get("benchmarks")
-    if not isinstance(raw, list):
-        notes.append("The JSON has no `benchmarks` list.")
-    elif len(raw) != len(rows):
-        notes.append(f"{len(raw) - len(rows)} benchmark entries were not objects and were skipped.")
-    if rows.empty:
-        notes.append(
-            "No benchmark entries: nothing was timed (was `--benchmark-disable` or `--benchmark-skip` used, "
-            "or did every benchmark fail?). Only the machine description is written."
-        )
-        return notes
-    no_stats = int((~rows["has_stats"].astype(bool)).sum())
-    if no_stats:
-        notes.append(
-            f"{no_stats} of {len(rows)} entries have no timing stats (e.g. `--benchmark-disable`): latency is n/a for them."
-        )
-    lacking = {k: int(rows[k].isna().sum()) for k in STABLE_KEYS if k != "accuracy"}
-    metric_missing = int(row_metrics(rows)["value"].isna().sum())
-    if metric_missing:
-        lacking["the metric (accuracy, wer, ...)"] = metric_missing
-    lacking = {k: n for k, n in lacking.items() if n}
-    if lacking:
-        notes.append("Entries lacking extra_info keys: " + ", ".join(f"`{k}` ({n})" for k, n in lacking.items()) + ".")
-    untabled = rows[rows[["dataset", "model", "method", "iteration"]].isna().any(axis=1)]
-    if len(untabled):
-        notes.append(f"{len(untabled)} entries lack dataset/model/method/iteration and appear only in `results.csv`.")
-    not_fp32 = int((~is_fp32(rows)).sum())
-    if not_fp32:
-        notes.append(
-            f"{not_fp32} entries at reduced precision (fp16/int8) are left out of the lab tables and plots; see `results.csv` and the precision table."
-        )
-    return notes
 
 
 def _slug(*parts: Any) -> str:
@@ -262,7 +95,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
         knee_input.append(sweep.assign(method=method))
 
     fp32 = rows[is_fp32(rows) & rows["runtime"].astype(str).isin(INFERENCE_RUNTIMES)]  # not e.g. compact-load timings
-    all_runtimes, _ = _dedupe(
+    all_runtimes, _ = dedupe(
         fp32.dropna(subset=["method", "iteration"]), ["method", "iteration", "runtime", "batch_size"]
     )
     base = _slug(dataset, model)
@@ -311,43 +144,6 @@ def _section_for_extras(w: _Writer, extra: dict[str, pd.DataFrame]) -> None:
             title = "Layer-group sensitivity" + name[len(SENSITIVITY) :].replace("-", " ", 1)
             w.lines += [sensitivity_summary(frame, chosen), ""]
             w.figure(f"{stem}.png", plots.sensitivity_figure(frame, chosen.name, title), f"{name} plot")
-
-
-def tolerated_sparsity(frame: pd.DataFrame, metric: Metric, tolerance: float = 0.01) -> pd.Series:
-    """Per group, the highest sparsity level whose metric stays within ``tolerance`` of the group's dense value."""
-    out = {}
-    for group, part in frame.groupby("group", sort=False):
-        part = part.sort_values("sparsity")
-        dense = float(part[metric.name].iloc[0])
-        worse = part[metric.name].map(lambda v, d=dense: metric.loss(d, float(v)))
-        ok = part.loc[worse <= tolerance, "sparsity"]
-        out[group] = float(ok.max()) if len(ok) else 0.0
-    return pd.Series(out, name="tolerated_sparsity")
-
-
-def sensitivity_summary(frame: pd.DataFrame, metric: Metric, tolerance: float = 0.01) -> str:
-    """One sentence read off the numbers: groups from most to least sensitive.
-
-    Groups rank by their mean loss over the sparsity levels (accuracy lost, or WER gained, against
-    the group's dense value); the highest sparsity each tolerates within ``tolerance`` is shown too.
-    """
-    tolerated = tolerated_sparsity(frame, metric, tolerance)
-    if tolerated.empty:
-        return "_No sensitivity rows._"
-    loss = {}
-    for group, part in frame.groupby("group", sort=False):
-        part = part.sort_values("sparsity", kind="stable")
-        dense = float(part[metric.name].iloc[0])
-        loss[group] = float(part[metric.name].map(lambda v, d=dense: metric.loss(d, float(v))).mean())
-    order = sorted(loss, key=lambda g: loss[g], reverse=True)
-    fmt = lambda g: (
-        f"`{g}` (mean loss {100 * loss[g]:.1f} points; within {100 * tolerance:g} up to {100 * tolerated[g]:.0f} %)"
-    )  # noqa: E731
-    return (
-        f"Groups by {metric.name} lost when pruned alone, averaged over the sparsity levels: "
-        + ", ".join(fmt(g) for g in order)
-        + f". Most sensitive: `{order[0]}`; most tolerant: `{order[-1]}`."
-    )
 
 
 def is_sensitivity(name: str) -> bool:
@@ -481,27 +277,3 @@ def write_run_report(
         raise
     update_latest(root, folder.name)
     return folder
-
-
-def bench_from_session(session: Any) -> dict[str, Any]:
-    """The pytest-benchmark JSON dict of a finished session, as ``--benchmark-json`` would write it.
-
-    For ``pytest_sessionfinish`` when no JSON option was given. Uses the plugin's own hooks
-    (so ``pytest_benchmark_update_machine_info`` applies). Under ``--benchmark-disable`` the
-    plugin records nothing and ``benchmarks`` is empty.
-    """
-    config = session.config
-    bs = getattr(config, "_benchmarksession", None)
-    if bs is None:
-        return {
-            "machine_info": {},
-            "commit_info": {},
-            "benchmarks": [],
-            "datetime": datetime.now(timezone.utc).isoformat(),
-            "version": None,
-        }
-    machine_info = bs.get_machine_info()
-    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-    return config.hook.pytest_benchmark_generate_json(
-        config=config, benchmarks=bs.benchmarks, include_data=False, machine_info=machine_info, commit_info=commit_info
-    )

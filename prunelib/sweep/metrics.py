@@ -15,8 +15,9 @@ from prunelib.families.contract import Family, Params
 from prunelib.measure.flops import count_flops
 from prunelib.pruning.params import count_parameters
 from prunelib.pruning.sparsity import count_nonzero, sparsity_report
-from prunelib.storage.compact import compact_stats, model_tensors
+from prunelib.storage.compact import compact_stats
 from prunelib.storage.lab import disk_dense_bytes, disk_sparse_bytes
+from prunelib.storage.modelfile import model_tensors
 
 
 def size_metrics(model: nn.Module, stored: nn.Module, precision: str, prunable: Params | None = None) -> dict[str, Any]:

@@ -27,14 +27,8 @@ from prunelib.deploy.precision import (
 from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import named_masks
 from prunelib.pruning.params import linear_and_conv_weights
-from prunelib.storage.compact import (
-    load_compact,
-    load_into,
-    load_model_compact,
-    model_tensors,
-    save_compact,
-    save_model_compact,
-)
+from prunelib.storage.compact import load_compact, save_compact
+from prunelib.storage.modelfile import load_into, load_model_compact, model_tensors, save_model_compact
 from tests.storage.test_compact import densities, shapes, sparse_tensor
 
 torch.set_num_threads(1)

@@ -7,7 +7,7 @@ import pytest
 
 from prunelib.config import DataConfig, PruneConfig, TrainConfig
 from prunelib.plugin.records import Records, extra_info, merge_entries, record_extra, records_of
-from prunelib.report.writer import STABLE_KEYS
+from prunelib.report.rows import STABLE_KEYS
 
 
 class _Spec:

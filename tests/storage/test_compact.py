@@ -21,18 +21,9 @@ from torch.nn.utils import prune
 from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.pruning.criteria import named_masks
 from prunelib.pruning.params import linear_and_conv_weights
-from prunelib.storage.compact import (
-    compact_bytes,
-    compact_stats,
-    entropy_bound_bytes,
-    load_compact,
-    load_into,
-    load_model_compact,
-    model_tensors,
-    save_compact,
-    save_model_compact,
-)
+from prunelib.storage.compact import compact_bytes, compact_stats, entropy_bound_bytes, load_compact, save_compact
 from prunelib.storage.lab import disk_dense_bytes
+from prunelib.storage.modelfile import load_into, load_model_compact, model_tensors, save_model_compact
 
 torch.set_num_threads(1)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,10 +23,10 @@ def sew_groups(model: nn.Module, others: bool = False) -> dict[str, Params]:
     Raises:
         ValueError: ``model`` does not have the SEW/wav2vec2 layout.
     """
-    base = getattr(model, "base_model", model)
+    base: Any = getattr(model, "base_model", model)  # a transformers model: its attributes are dynamic
     try:
-        convs = [layer.conv for layer in base.feature_extractor.conv_layers]
-        layers = list(base.encoder.layers)
+        convs: list[nn.Module] = [layer.conv for layer in base.feature_extractor.conv_layers]
+        layers: list[nn.Module] = list(base.encoder.layers)
     except AttributeError as err:
         raise ValueError(f"{type(model).__name__} does not look like a SEW/wav2vec2 CTC model: {err}") from None
     groups: dict[str, Params] = {"feature_extractor": [(c, "weight") for c in convs]}
@@ -37,7 +39,7 @@ def sew_groups(model: nn.Module, others: bool = False) -> dict[str, Params]:
     for i, layer in enumerate(layers):
         groups[f"layer.{i}"] = [(m, "weight") for m in layer.modules() if isinstance(m, nn.Linear)]
     if others:
-        pos = base.encoder.pos_conv_embed.conv
+        pos: nn.Module = base.encoder.pos_conv_embed.conv
         if torch.nn.utils.parametrize.is_parametrized(pos):
             raise ValueError("pos_conv_embed weight is parametrized: call fold_weight_norm(model) first")
         groups["pos_conv_embed"] = [(pos, "weight")]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ def _base(model: nn.Module) -> nn.Module:
     base = base if base is not None else getattr(model, "base_model", model)
     if not hasattr(base, "encoder") or not hasattr(base, "feature_extractor"):
         raise TypeError(f"expected a SEW model (SEWForCTC or SEWModel), got {type(model).__name__}")
-    return base
+    return cast(nn.Module, base)
 
 
 def _zero_preserving(act: Callable[[torch.Tensor], torch.Tensor], where: str) -> None:
@@ -76,17 +77,18 @@ def unit_groups(model: nn.Module) -> list[UnitGroup]:
     """
     base = _base(model)
     groups: list[UnitGroup] = []
-    convs = list(base.feature_extractor.conv_layers)
+    convs = list(cast(nn.ModuleList, cast(nn.Module, base.feature_extractor).conv_layers))
     for i in range(1, len(convs) - 1):
         layer = convs[i]
         if hasattr(layer, "layer_norm"):  # normalised across channels: not removable
             continue
-        _zero_preserving(layer.activation, f"feature_extractor.conv_layers.{i}")
+        _zero_preserving(cast(nn.Module, layer.activation), f"feature_extractor.conv_layers.{i}")
         groups.append(UnitGroup(f"feature_extractor.conv_layers.{i}", "conv", layer, convs[i + 1]))
-    for i, layer in enumerate(base.encoder.layers):
-        groups.append(UnitGroup(f"encoder.layers.{i}.attention", "heads", layer.attention))
-        _zero_preserving(layer.feed_forward.intermediate_act_fn, f"encoder.layers.{i}.feed_forward")
-        groups.append(UnitGroup(f"encoder.layers.{i}.feed_forward", "ffn", layer.feed_forward))
+    for i, layer in enumerate(cast(nn.ModuleList, cast(nn.Module, base.encoder).layers)):
+        groups.append(UnitGroup(f"encoder.layers.{i}.attention", "heads", cast(nn.Module, layer.attention)))
+        feed_forward = cast(nn.Module, layer.feed_forward)
+        _zero_preserving(cast(nn.Module, feed_forward.intermediate_act_fn), f"encoder.layers.{i}.feed_forward")
+        groups.append(UnitGroup(f"encoder.layers.{i}.feed_forward", "ffn", feed_forward))
     return groups
 
 
@@ -95,31 +97,37 @@ def unit_groups(model: nn.Module) -> list[UnitGroup]:
 
 def _head_rows(attn: nn.Module, heads: torch.Tensor) -> torch.Tensor:
     """Row indices of ``q/k/v_proj`` (and columns of ``out_proj``) belonging to ``heads``."""
-    d = attn.head_dim
+    d = cast(int, attn.head_dim)
     return (heads.reshape(-1, 1) * d + torch.arange(d)).reshape(-1)
+
+
+def _qkv(attn: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """``attn``'s ``q_proj``, ``k_proj`` and ``v_proj``, in that order."""
+    return cast(nn.Module, attn.q_proj), cast(nn.Module, attn.k_proj), cast(nn.Module, attn.v_proj)
 
 
 def head_count(attn: nn.Module) -> int:
     """Heads ``attn`` currently has (its projection width over ``head_dim``)."""
-    return attn.v_proj.weight.shape[0] // attn.head_dim
+    return cast(nn.Linear, attn.v_proj).weight.shape[0] // cast(int, attn.head_dim)
 
 
 def alive_heads(attn: nn.Module) -> torch.Tensor:
     """Boolean vector over heads: False where the head's q, k and v rows and biases are all zero."""
-    n, d = head_count(attn), attn.head_dim
+    n, d = head_count(attn), cast(int, attn.head_dim)
     alive = torch.zeros(n, dtype=torch.bool)
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+    for proj in _qkv(attn):
         alive |= alive_neurons(proj).reshape(n, d).any(dim=1)
     return alive
 
 
 def head_norms(attn: nn.Module) -> torch.Tensor:
     """L2 norm of every head's weights: its rows of ``q/k/v_proj`` and columns of ``out_proj``."""
-    n, d = head_count(attn), attn.head_dim
+    n, d = head_count(attn), cast(int, attn.head_dim)
     squares = torch.zeros(n, dtype=torch.float64)
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        squares += effective_tensor(proj, "weight").double().pow(2).reshape(n, d, -1).sum(dim=(1, 2))
-    out = effective_tensor(attn.out_proj, "weight").double().pow(2)
+    for proj in _qkv(attn):
+        weight = cast(torch.Tensor, effective_tensor(proj, "weight"))
+        squares += weight.double().pow(2).reshape(n, d, -1).sum(dim=(1, 2))
+    out = cast(torch.Tensor, effective_tensor(cast(nn.Module, attn.out_proj), "weight")).double().pow(2)
     squares += out.reshape(out.shape[0], n, d).sum(dim=(0, 2))
     return squares.sqrt()
 
@@ -137,8 +145,8 @@ def head_prune(attn: nn.Module, amount: float) -> None:
     candidates = alive.nonzero().flatten()
     order = candidates[torch.sort(norms[candidates], stable=True).indices]
     rows = _head_rows(attn, order[:n])
-    for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-        mask = torch.ones_like(effective_tensor(proj, "weight"))
+    for proj in _qkv(attn):
+        mask = torch.ones_like(cast(torch.Tensor, effective_tensor(proj, "weight")))
         mask[rows] = 0
         prune.custom_from_mask(proj, "weight", mask)
         if getattr(proj, "bias", None) is not None:
@@ -154,9 +162,9 @@ def structured_prune_step(model: nn.Module, amount: float) -> None:
         if group.kind == "heads":
             head_prune(group.module, amount)
         elif group.kind == "ffn":
-            neuron_prune([(group.module.intermediate_dense, "weight")], amount)
+            neuron_prune([(cast(nn.Module, group.module.intermediate_dense), "weight")], amount)
         else:
-            neuron_prune([(group.module.conv, "weight")], amount)
+            neuron_prune([(cast(nn.Module, group.module.conv), "weight")], amount)
 
 
 def alive_units(group: UnitGroup) -> torch.Tensor:
@@ -164,8 +172,8 @@ def alive_units(group: UnitGroup) -> torch.Tensor:
     if group.kind == "heads":
         return alive_heads(group.module)
     if group.kind == "ffn":
-        return alive_neurons(group.module.intermediate_dense)
-    return alive_neurons(group.module.conv)
+        return alive_neurons(cast(nn.Module, group.module.intermediate_dense))
+    return alive_neurons(cast(nn.Module, group.module.conv))
 
 
 def units_remaining(model: nn.Module) -> dict[str, int]:
@@ -198,12 +206,17 @@ def _shrink_heads(attn: nn.Module, keep: torch.Tensor) -> None:
         setattr(
             attn,
             name,
-            rebuild_layer(proj, effective_tensor(proj, "weight")[rows], None if bias is None else bias[rows]),
+            rebuild_layer(
+                proj, cast(torch.Tensor, effective_tensor(proj, "weight"))[rows], None if bias is None else bias[rows]
+            ),
         )
-    out = attn.out_proj
-    attn.out_proj = rebuild_layer(out, effective_tensor(out, "weight")[:, rows], effective_tensor(out, "bias"))
-    attn.num_heads = int(keep.sum())
-    attn.embed_dim = attn.num_heads * attn.head_dim
+    out = cast(nn.Module, attn.out_proj)
+    attn.out_proj = rebuild_layer(
+        out, cast(torch.Tensor, effective_tensor(out, "weight"))[:, rows], effective_tensor(out, "bias")
+    )
+    # torch's stub types Module.__setattr__ values as Tensor | Module; plain int attributes are fine
+    attn.num_heads = int(keep.sum())  # type: ignore[assignment]
+    attn.embed_dim = cast(int, attn.num_heads) * cast(int, attn.head_dim)  # type: ignore[assignment]
 
 
 def shrink_sew(model: nn.Module) -> nn.Module:
@@ -224,9 +237,11 @@ def shrink_sew(model: nn.Module) -> nn.Module:
             _shrink_heads(group.module, keep)
         elif group.kind == "ffn":
             ff = group.module
-            ff.intermediate_dense, ff.output_dense = shrink_pair(ff.intermediate_dense, ff.output_dense, keep)
+            ff.intermediate_dense, ff.output_dense = shrink_pair(
+                cast(nn.Module, ff.intermediate_dense), cast(nn.Module, ff.output_dense), keep
+            )
         else:
-            layer, nxt = group.module, group.consumer
-            layer.conv, nxt.conv = shrink_pair(layer.conv, nxt.conv, keep)
-            layer.out_conv_dim = nxt.in_conv_dim = int(keep.sum())
+            layer, nxt = group.module, cast(nn.Module, group.consumer)  # conv groups always have a consumer
+            layer.conv, nxt.conv = shrink_pair(cast(nn.Module, layer.conv), cast(nn.Module, nxt.conv), keep)
+            layer.out_conv_dim = nxt.in_conv_dim = int(keep.sum())  # type: ignore[assignment]
     return small.eval()
