@@ -103,7 +103,7 @@ def fingerprint(obj: Any) -> str:
         if isinstance(value, torch.Tensor):
             t = value.detach().contiguous().cpu()
             digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
         elif isinstance(value, np.ndarray):
             a = np.ascontiguousarray(value)
             digest.update(f"A{a.dtype}{a.shape}".encode())
