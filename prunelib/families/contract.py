@@ -204,6 +204,10 @@ class Family(ABC):
     def example_inputs(self, data: Any, batch: int) -> torch.Tensor:
         """Inputs to time and export on: ``batch`` rows (or one fixed example when not :attr:`batched`)."""
 
+    def pretrained(self, model: str) -> bool:
+        """Whether ``model`` is built from pretrained weights (the seed then changes nothing in them)."""
+        return False
+
     def check_model(self, model: str) -> None:
         """Raise ``ValueError`` naming the known models unless ``model`` is one this family builds."""
         if model not in self.models:
@@ -268,9 +272,11 @@ class Family(ABC):
 
     @property
     def structured(self) -> bool:
-        """Whether :meth:`structured_step` and :meth:`shrink` are implemented."""
+        """Whether :meth:`structured_step`, :meth:`units_remaining` and :meth:`shrink` are implemented."""
         cls = type(self)
-        return cls.structured_step is not Family.structured_step and cls.shrink is not Family.shrink
+        return all(
+            getattr(cls, name) is not getattr(Family, name) for name in ("structured_step", "units_remaining", "shrink")
+        )
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
         """Groups pruned one at a time by the sensitivity analysis (default: each prunable layer)."""

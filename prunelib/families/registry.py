@@ -82,7 +82,10 @@ def _instantiate(obj: object, what: str) -> Family:
     if isinstance(obj, Family):
         return obj
     if callable(obj):
-        made = obj()
+        try:
+            made = obj()
+        except TypeError as exc:  # an abstract (incomplete) family, or a factory that needs arguments
+            raise ValueError(f"{what}: cannot make a family from {getattr(obj, '__name__', obj)!r}: {exc}") from None
         if isinstance(made, Family):
             return made
         obj = made

@@ -8,6 +8,7 @@ same outputs.
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -55,11 +56,11 @@ def shrink(model: MLP) -> MLP:
         new_linears.append(new_next)
     if len(linears) == 1:  # no hidden layer: just copy the output layer
         new_linears[0] = rebuild_layer(
-            linears[0], effective_tensor(linears[0], "weight"), effective_tensor(linears[0], "bias")
+            linears[0], cast(torch.Tensor, effective_tensor(linears[0], "weight")), effective_tensor(linears[0], "bias")
         )
-    hidden = tuple(m.out_features for m in new_linears[:-1])
+    hidden = tuple(cast(int, m.out_features) for m in new_linears[:-1])  # rebuilt Linears
     small = MLP(linears[0].in_features, hidden, model.out.out_features)
-    small = small.to(dtype=new_linears[-1].weight.dtype)
+    small = small.to(dtype=cast(torch.Tensor, new_linears[-1].weight).dtype)
     if model.embedding is not None:  # input side is untouched: copy it whole
         small.embedding = copy.deepcopy(model.embedding)
     with torch.no_grad():

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelib.pruning.criteria import remove_reparametrization
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def fold_weight_norm(model: nn.Module) -> nn.Module:
@@ -33,7 +36,10 @@ def fold_weight_norm(model: nn.Module) -> nn.Module:
         if not parametrize.is_parametrized(module):
             continue
         with torch.no_grad():
-            values = {name: getattr(module, name).detach().clone() for name in module.parametrizations.keys()}
+            values = {
+                name: getattr(module, name).detach().clone()
+                for name in cast(nn.ModuleDict, module.parametrizations).keys()
+            }
         module.__class__ = module.__class__.__bases__[0]  # ParametrizedConv1d -> Conv1d
         del module.parametrizations
         params = dict(module._parameters)
@@ -63,7 +69,7 @@ def save_speech_model(model: nn.Module, processor: Any, directory: Path | str) -
     """
     directory = Path(directory)
     plain = unfold_weight_norm(inference_copy(model))
-    plain.save_pretrained(directory)
+    cast("PreTrainedModel", plain).save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
 

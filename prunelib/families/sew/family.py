@@ -99,6 +99,10 @@ class SewFamily(Family):
         """``sew-fsdd`` for FSDD; for LibriSpeech the pretrained SEW-tiny of the lab (hub id, needs network)."""
         return "sew-fsdd" if dataset == "fsdd" else "asapp/sew-tiny-100k-ft-ls100h"
 
+    def pretrained(self, model: str) -> bool:
+        """``sew-fsdd`` (trained once by prunelib) and directories or hub ids; ``sew-tiny``/``sew-mini`` are random."""
+        return model not in ("sew-tiny", "sew-mini")
+
     def hparams(self, dataset: str, quick: bool) -> SewHparams:
         return SewHparams()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from torch import nn
 
 from prunelib.families.sew.data import SAMPLE_RATE
 from prunelib.families.sew.deploy import inference_copy
+
+if TYPE_CHECKING:
+    from transformers.models.sew.modeling_sew import SEWPreTrainedModel
 
 #: ONNX input / output names of an exported CTC model.
 INPUT_NAME = "input_values"
@@ -43,7 +46,8 @@ class LogitsOnly(nn.Module):
 
 def frames_for(model: nn.Module, samples: int) -> int:
     """CTC output frames of ``model`` for ``samples`` audio samples (its own conv arithmetic)."""
-    return int(model._get_feat_extract_output_lengths(torch.tensor([samples]))[0])
+    lengths = cast(torch.LongTensor, torch.tensor([samples]))  # int64, as torch.tensor makes it from ints
+    return int(cast("SEWPreTrainedModel", model)._get_feat_extract_output_lengths(lengths)[0])
 
 
 def odd_frame_length(model: nn.Module, samples: int) -> int:
@@ -74,7 +78,7 @@ def export_ctc_onnx(model: nn.Module, example_seconds: float = 1.0, opset: int =
         torch.onnx.export(
             LogitsOnly(dense),
             (example,),
-            buf,
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from prunelib.families.sew.data import (
 )
 from prunelib.families.sew.models import SewArch, build_processor, build_sew, load_pretrained
 from prunelib.progress import progress
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 CACHE_ENV = "PRUNELIB_CACHE_DIR"
 VERSION_PACKAGES = ("torch", "transformers", "numpy", "scipy", "soundfile")
@@ -186,7 +189,7 @@ def train_ctc(
     np_state = np.random.get_state()  # HF draws SpecAugment masks from numpy's global RNG
     # transformers' feature encoder marks the raw audio as requiring grad in training; nothing
     # needs d(loss)/d(audio), and skipping it saves ~20 % a step (parameter gradients unchanged).
-    encoder = getattr(getattr(model, "sew", None), "feature_extractor", None)
+    encoder: Any = getattr(getattr(model, "sew", None), "feature_extractor", None)
     encoder_flag = getattr(encoder, "_requires_grad", None)
     if encoder_flag is not None:
         encoder._requires_grad = False
@@ -255,7 +258,7 @@ def save_pretrained_atomic(model: nn.Module, processor: Any, target: Path) -> Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        model.save_pretrained(tmp)
+        cast("PreTrainedModel", model).save_pretrained(tmp)
         processor.save_pretrained(tmp)
         try:
             os.replace(tmp, target)
