@@ -1,7 +1,7 @@
 """What a checkpoint measures without a clock: the family's metric, sparsity, sizes, FLOPs.
 
-One row per checkpoint, for every family; its columns are :data:`prunelib.results.schema.STATIC_COLUMNS`
-with the family's metric names.
+One row per checkpoint, for every family: the columns of :func:`prunelib.results.schema.sweep_columns`
+but ``iteration`` and latency, with the family's metric names.
 """
 
 from __future__ import annotations

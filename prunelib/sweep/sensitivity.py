@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from prunelib.progress import progress
-from prunelib.pruning.criteria import get_criterion
+from prunelib.pruning.criteria import get_criterion, refresh_masked
 from prunelib.pruning.params import Params
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def sensitivity(
     dense_metric: float | None = None
     rows = []
     jobs = [(g, lv) for g in located for lv in levels]
+    refresh_masked(model)  # a freshly pruned model caches non-leaf weights, which deepcopy refuses
     for group, level in progress(jobs, desc="sensitivity", total=len(jobs)):
         work = copy.deepcopy(model)
         modules = dict(work.named_modules())
@@ -163,6 +164,7 @@ def family_sensitivity(
     Works on a prepared copy; ``model`` is not changed. The metric column is named by
     ``family.metric.name``.
     """
+    refresh_masked(model)  # a freshly pruned model caches non-leaf weights, which deepcopy refuses
     work = family.prepare(copy.deepcopy(model))
     name = family.metric.name
     frame = sensitivity(

@@ -5,14 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from prunelib.config import DataConfig, PruneConfig, TrainConfig
 from prunelib.plugin.records import Records, extra_info, merge_entries, record_extra, records_of
 from prunelib.report.rows import STABLE_KEYS
+from prunelib.results.schema import EXTRA_INFO_KEYS
+from prunelib.sweep.spec import SweepSpec
 
-
-class _Spec:
-    data, model, seed = DataConfig("mnist5k"), "lenet300", 3
-    prune, train = PruneConfig("imp-rewind", 0.33, 10), TrainConfig()
+SPEC = SweepSpec("mlp", "mnist5k", "lenet300", "imp-rewind", 0.33, 10, seed=3)
 
 
 METRICS = {
@@ -31,8 +29,10 @@ METRICS = {
 
 
 def test_extra_info_carries_every_stable_key() -> None:
-    info = extra_info(_Spec(), 4, METRICS, runtime="onnxruntime", batch_size=256, threads=2)
+    info = extra_info(SPEC, 4, METRICS, runtime="onnxruntime", batch_size=256, threads=2)
     assert set(STABLE_KEYS) <= set(info)
+    assert set(EXTRA_INFO_KEYS) - {"params_deployed", "neuron_sparsity"} <= set(info)  # not in METRICS
+    assert (info["family"], info["metric"], info["higher_is_better"], info["accuracy"]) == ("mlp", "accuracy", True, 0.9)
     assert (info["method"], info["iteration"], info["runtime"], info["batch_size"], info["seed"]) == (
         "imp-rewind",
         4,

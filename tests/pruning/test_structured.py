@@ -1,4 +1,9 @@
-"""Structured L2 neuron pruning: the counting rule, the mask invariants, and exact shrinking."""
+"""Structured L2 unit pruning: the counting rule, the mask invariants, and exact shrinking.
+
+The generic pieces (:mod:`prunelib.pruning.structured`: criterion, ``neuron_prune``,
+``shrink_pair``) are tested here with the MLP's neuron helpers
+(:mod:`prunelib.families.mlp.structured`) as their first user.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,22 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.families.mlp.models import MLP
+from prunelib.families.mlp.structured import (
+    hidden_linears,
+    hidden_parameters,
+    neurons_remaining,
+    shrink,
+    structured_prune_step,
+)
 from prunelib.pruning.criteria import initial_state, rewind
 from prunelib.pruning.structured import (
     L2NeuronStructured,
     alive_neurons,
     count_to_prune,
-    hidden_linears,
-    hidden_parameters,
+    effective_tensor,
     neuron_prune,
-    neurons_remaining,
-    shrink,
+    rebuild_layer,
     shrink_pair,
-    structured_prune_step,
 )
 
 widths = st.lists(st.integers(1, 24), min_size=1, max_size=3)
@@ -225,3 +234,36 @@ def test_shrink_keeps_any_input_embedding() -> None:
     small = shrink(model)
     assert isinstance(small.embedding, nn.EmbeddingBag) and small.embedding is not model.embedding
     torch.testing.assert_close(small(tokens), model(tokens), rtol=0, atol=1e-6)
+
+
+def test_neuron_prune_works_on_any_list_of_layers_and_ignores_the_seed() -> None:
+    """The generic step: each given layer loses its lowest-norm rows, a Conv1d its channels."""
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(4, 10), nn.Conv1d(2, 6, 3)
+    twin = copy.deepcopy((lin, conv))
+    neuron_prune([(lin, "weight"), (conv, "weight")], 0.5, seed=1)
+    neuron_prune([(twin[0], "weight"), (twin[1], "weight")], 0.5, seed=99)
+    assert int(alive_neurons(lin).sum()) == 5 and int(alive_neurons(conv).sum()) == 3
+    assert torch.equal(lin.weight_mask, twin[0].weight_mask) and torch.equal(conv.weight_mask, twin[1].weight_mask)
+    assert torch.equal(conv.bias_mask.bool(), alive_neurons(conv))
+
+
+def test_effective_tensor_is_recomputed_from_orig_and_mask() -> None:
+    layer = nn.Linear(3, 4)
+    neuron_prune([(layer, "weight")], 0.5)
+    with torch.no_grad():  # what a rewind does: the cached .weight is now stale
+        layer.weight_orig.add_(1.0)
+    expected = layer.weight_orig * layer.weight_mask
+    assert torch.equal(effective_tensor(layer, "weight"), expected)
+    assert not torch.equal(layer.weight, expected)
+    assert effective_tensor(nn.Linear(3, 4, bias=False), "bias") is None
+
+
+def test_rebuild_layer_copies_values_and_rejects_other_layers() -> None:
+    w, b = torch.randn(2, 5), torch.randn(2)
+    new = rebuild_layer(nn.Linear(7, 9), w, b)
+    assert isinstance(new, nn.Linear) and torch.equal(new.weight, w) and torch.equal(new.bias, b)
+    with pytest.raises(ValueError, match="groups=2"):
+        rebuild_layer(nn.Conv1d(4, 4, 3, groups=2), torch.randn(4, 2, 3), None)
+    with pytest.raises(TypeError, match="Conv2d"):
+        rebuild_layer(nn.Conv2d(1, 1, 3), torch.randn(1, 1, 3, 3), None)

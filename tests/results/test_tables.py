@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
-from prunelib.results.tables import (
-    DEPLOY_COLUMNS,
-    SCHEDULE_COLUMNS,
-    SWEEP_COLUMNS,
-    lab_table,
-    metric_column,
-    to_markdown,
-    wide_table,
-)
+from prunelib.families.contract import Metric
+from prunelib.results.schema import metric_of, sweep_columns
+from prunelib.results.tables import lab_table, to_markdown, wide_table
 
 
 def sweep_frame(metric: str = "accuracy", extra: dict | None = None) -> pd.DataFrame:
@@ -33,8 +29,8 @@ def sweep_frame(metric: str = "accuracy", extra: dict | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def test_schedule_columns_are_the_sweeps_contract() -> None:
-    assert SCHEDULE_COLUMNS == (
+def test_sweep_columns_are_the_lab_columns_then_the_deploy_columns() -> None:
+    assert sweep_columns("accuracy") == (
         "iteration",
         "sparsity",
         "sparsity_model",
@@ -45,12 +41,15 @@ def test_schedule_columns_are_the_sweeps_contract() -> None:
         "params_nonzero",
         "disk_dense_bytes",
         "disk_sparse_bytes",
+        "disk_compact_bytes",
+        "disk_bound_bytes",
+        "params_deployed",
+        "flops",
+        "neuron_sparsity",
+        "precision",
     )
-
-
-def test_sweep_columns_are_the_lab_columns_then_the_deploy_columns() -> None:
-    assert DEPLOY_COLUMNS == ("disk_compact_bytes", "disk_bound_bytes", "flops", "neuron_sparsity", "precision")
-    assert SWEEP_COLUMNS == SCHEDULE_COLUMNS + DEPLOY_COLUMNS
+    assert sweep_columns("wer")[3] == "wer" and "accuracy" not in sweep_columns("wer")
+    assert sweep_columns("wer")[:3] + sweep_columns("wer")[4:] == sweep_columns("f1")[:3] + sweep_columns("f1")[4:]
 
 
 def test_lab_table_columns_units_and_rounding() -> None:
@@ -75,10 +74,25 @@ def test_lab_table_columns_units_and_rounding() -> None:
 
 def test_lab_table_for_speech_and_compact_sizes() -> None:
     df = sweep_frame("wer", {"disk_compact_bytes": [400_000, 250_000, 1_999]})
-    assert metric_column(df) == "wer" and metric_column(sweep_frame()) == "accuracy"
+    assert metric_of(df).name == "wer" and metric_of(sweep_frame()).name == "accuracy"
     table = lab_table(df)
     assert "WER" in table.columns and "Accuracy" not in table.columns
     assert table["Compact size (MB)"].tolist() == [0.4, 0.25, 0.002]
+
+
+def test_lab_table_of_a_familys_own_metric() -> None:
+    df = sweep_frame("top5_error")
+    named = df.assign(metric="top5_error", higher_is_better=False)
+    assert "Top5 error" in lab_table(named).columns  # the rows say which metric they hold
+    table = lab_table(df, Metric("top5_error", higher_is_better=False, high=math.inf))
+    assert list(table.columns)[:3] == ["Iteration", "Sparsity (%)", "Top5 error"]
+    assert table["Top5 error"].tolist() == [0.9812, 0.9765, 0.9]
+    assert "F1" in lab_table(sweep_frame("f1"), Metric("f1", higher_is_better=True)).columns
+    with pytest.raises(KeyError):
+        lab_table(sweep_frame(), Metric("wer", higher_is_better=False))  # a metric the rows do not hold
+    attrs = sweep_frame("wer")
+    attrs.attrs["metric"] = Metric("wer", higher_is_better=False, high=math.inf)
+    assert "WER" in lab_table(attrs).columns
 
 
 def test_lab_table_needs_only_the_lab_columns() -> None:

@@ -7,16 +7,24 @@ import pytest
 import torch
 from torch import nn
 
+from prunelib.config import TrainConfig
+from prunelib.families.contract import Family, Metric
+from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.models import MLP
+from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import magnitude_prune
 from prunelib.report.plots import figure_texts, sensitivity_figure
 from prunelib.sweep.sensitivity import (
     DEFAULT_LEVELS,
+    family_sensitivity,
     group_sparsity,
-    mlp_groups,
     prune_group_to,
     sensitivity,
 )
+
+
+def mlp_groups(model: nn.Module):
+    return MlpFamily().sensitivity_groups(model)
 
 
 def tiny_mlp(seed: int = 0) -> MLP:
@@ -39,8 +47,15 @@ def test_mlp_groups_name_every_linear() -> None:
     groups = mlp_groups(model)
     assert list(groups) == ["layers.0", "layers.2", "out"]
     assert groups["out"] == [(model.out, "weight")]
-    with pytest.raises(ValueError, match="no nn.Linear"):
-        mlp_groups(nn.Sequential(nn.ReLU()))
+    assert mlp_groups(nn.Sequential(nn.ReLU())) == {}
+    with pytest.raises(ValueError, match="at least one group"):  # a model without Linears has nothing to analyse
+        sensitivity(nn.Sequential(nn.ReLU()), mlp_groups(nn.Sequential(nn.ReLU())), lambda m: 0.0)
+
+
+def test_default_groups_of_the_contract_are_the_prunable_layers() -> None:
+    conv = nn.Sequential(nn.Conv1d(2, 3, 2), nn.ReLU(), nn.Linear(3, 2))
+    groups = Family.sensitivity_groups(MlpFamily(), conv)  # the contract's default, not the MLP's override
+    assert groups == {"0": [(conv[0], "weight")], "2": [(conv[2], "weight")]}
 
 
 def test_sensitivity_rows_levels_and_exact_group_sparsity() -> None:
@@ -123,3 +138,43 @@ def test_sensitivity_figure_plots_one_line_per_group() -> None:
     assert "tiny MLP" in texts["title"]
     assert texts["axes"][0]["legend"] == ["layers.0", "layers.2", "out"]
     assert isinstance(frame, pd.DataFrame)
+
+
+class ErrorFamily(MlpFamily):
+    """The MLP family scored by error rate (lower is better) instead of accuracy."""
+
+    name = "mlp-error"
+    metric = Metric("error", higher_is_better=False)
+
+    def evaluate(self, model: nn.Module, data) -> dict[str, float]:
+        return {"error": 1.0 - evaluate(model, data.test)}
+
+
+@pytest.mark.parametrize("family", [MlpFamily(), ErrorFamily()], ids=["accuracy", "error"])
+def test_family_sensitivity_scores_by_the_familys_metric(make_splits, family: MlpFamily) -> None:
+    data = make_splits(n=32, features=6)
+    model = family.build("lenet300", data, 0)
+    family.train(model, data, TrainConfig(epochs=1, batch_size=16), 0, "dense")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frame = family_sensitivity(family, model, data, levels=(0.0, 0.5, 0.9))
+    name = family.metric.name
+    assert list(frame.columns) == ["group", "sparsity", "group_sparsity", "model_sparsity", name]
+    assert frame.attrs["metric"] == family.metric
+    assert frame["group"].tolist() == [g for g in ("layers.0", "layers.2", "out") for _ in range(3)]
+    dense = family.evaluate(model, data)[name]
+    assert (frame.loc[frame["sparsity"] == 0.0, name] == dense).all()
+    assert (frame.loc[frame["sparsity"] == 0.0, "group_sparsity"] == 0.0).all()
+    sizes = {"layers.0": 6 * 300, "layers.2": 300 * 100, "out": 100 * 3}
+    for row in frame[frame["sparsity"] > 0].itertuples():
+        assert abs(row.group_sparsity - row.sparsity) <= 1 / sizes[row.group]
+    assert sorted(before) == sorted(model.state_dict())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_family_sensitivity_of_a_freshly_pruned_model(make_splits) -> None:
+    family, data = MlpFamily(), make_splits(n=32, features=6)
+    model = family.build("lenet300", data, 0)
+    magnitude_prune(family.prunable(model), 0.3)  # e.g. a no-retrain step: the cached weights carry autograd history
+    frame = family_sensitivity(family, model, data, levels=(0.0, 0.5))
+    dense_rows = frame.loc[frame["sparsity"] == 0.0, "model_sparsity"]
+    assert dense_rows.tolist() == pytest.approx([0.3] * 3, abs=1e-4)  # the existing zeros count

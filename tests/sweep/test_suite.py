@@ -1,67 +1,120 @@
-"""The bench suite's options → sweeps mapping and its accuracy floors."""
+"""The bench suite's options → sweeps mapping, for any family, and its metric floors."""
 
 from __future__ import annotations
 
 import pytest
 
+from prunelib.families.registry import get_family
+from prunelib.pruning.schedules import LAB_METHODS
 from prunelib.sweep.suite import (
-    LAB_METHODS,
-    QUICK_AMOUNT,
-    QUICK_ITERATIONS,
     OptionError,
-    accuracy_floor,
+    SuiteOptions,
+    Triple,
+    methods_for,
+    metric_floor,
     parse_options,
-    parse_pairs,
-    speech_specs,
+    parse_triples,
+    split_list,
     sweep_specs,
-    train_config,
 )
+
+MLP = get_family("mlp")
 
 
 def test_defaults_are_the_lab_sweep() -> None:
     opts = parse_options({})
-    assert opts.pairs == (("mnist5k", "lenet300"),) and opts.methods == LAB_METHODS
-    assert (opts.iterations, opts.amount, opts.threads, opts.quick) == (10, 0.33, 1, False)
+    assert opts.triples == (Triple("mlp", "mnist5k", "lenet300"),)
+    assert (opts.methods, opts.iterations, opts.amount) == (None, None, None)  # each family's defaults
+    assert (opts.threads, opts.quick, opts.seed, opts.embeddings) == (1, False, 0, False)
+    assert (opts.runtimes, opts.batches, opts.precisions) == (("torch", "onnxruntime"), (1, 256), ("fp16", "int8"))
+    assert opts.default_methods == LAB_METHODS
     specs = sweep_specs(opts)
     assert [s.label for s in specs] == [f"mnist5k-lenet300-{m}" for m in LAB_METHODS]
-    assert all(s.prune.iterations == 10 and s.prune.amount == 0.33 for s in specs)
+    assert all((s.family, s.iterations, s.amount) == ("mlp", 10, 0.33) for s in specs)
+    assert (MLP.iterations, MLP.amount) == (10, 0.33)
 
 
 def test_quick_mode_uses_bigger_steps_and_shorter_training() -> None:
     opts = parse_options({"quick": True})
-    assert (opts.iterations, opts.amount) == (QUICK_ITERATIONS, QUICK_AMOUNT)
-    assert train_config("mnist5k", True).epochs < train_config("mnist5k", False).epochs
-    assert parse_options({"quick": True, "iterations": "3"}).iterations == 3  # explicit values still win
+    specs = sweep_specs(opts)
+    assert {(s.amount, s.iterations, s.quick) for s in specs} == {(MLP.quick_amount, MLP.quick_iterations, True)}
+    assert (MLP.quick_amount, MLP.quick_iterations) == (0.5, 5)
+    assert MLP.hparams("mnist5k", True).epochs < MLP.hparams("mnist5k", False).epochs
+    explicit = sweep_specs(parse_options({"quick": True, "iterations": "3", "amount": "0.2"}))
+    assert {(s.amount, s.iterations) for s in explicit} == {(0.2, 3)}  # explicit values still win
 
 
-def test_every_spec_of_one_pair_shares_data_model_and_training() -> None:
+def test_every_spec_of_one_triple_shares_family_data_and_model() -> None:
     specs = sweep_specs(
-        parse_options({"datasets": "mnist5k:lenet300,sst2:sst2-mlp", "methods": "no-retrain,imp-rewind"})
+        parse_options({"datasets": "mnist5k:lenet300,sst2:sst2-mlp", "methods": "no-retrain,imp-rewind", "seed": "4"})
     )
-    assert len(specs) == 4
-    assert specs[0].data == specs[1].data and specs[0].train == specs[1].train
-    assert specs[2].data.name == "sst2" and specs[2].train != specs[0].train
+    assert [(s.dataset, s.model, s.method) for s in specs] == [
+        ("mnist5k", "lenet300", "no-retrain"),
+        ("mnist5k", "lenet300", "imp-rewind"),
+        ("sst2", "sst2-mlp", "no-retrain"),
+        ("sst2", "sst2-mlp", "imp-rewind"),
+    ]
+    assert {s.family for s in specs} == {"mlp"} and {s.seed for s in specs} == {4}
+    assert MLP.hparams("sst2", False) != MLP.hparams("mnist5k", False)
 
 
-def test_speech_pairs_parse_but_make_no_mlp_sweeps() -> None:
-    assert parse_pairs("fsdd:sew-fsdd, librispeech:/models/sew") == (
-        ("fsdd", "sew-fsdd"),
-        ("librispeech", "/models/sew"),
+def test_options_flow_into_every_spec() -> None:
+    specs = sweep_specs(parse_options({"embeddings": True, "data_dir": "/data", "methods": "random"}))
+    assert [(s.embeddings, s.data_dir, s.method) for s in specs] == [(True, "/data", "random")]
+
+
+def test_speech_pairs_go_to_the_sew_family_with_its_own_methods_and_schedule() -> None:
+    opts = parse_options({"datasets": "mnist5k:lenet300,fsdd:sew-fsdd,librispeech:org/sew", "seed": "3"})
+    assert opts.triples == (
+        Triple("mlp", "mnist5k", "lenet300"),
+        Triple("sew", "fsdd", "sew-fsdd"),
+        Triple("sew", "librispeech", "org/sew"),
     )
-    assert sweep_specs(parse_options({"datasets": "fsdd:sew-fsdd"})) == []
-
-
-def test_each_speech_pair_runs_the_magnitude_and_the_structured_sweep() -> None:
-    specs = speech_specs(parse_options({"datasets": "mnist5k:lenet300,fsdd:sew-fsdd,librispeech:/m/sew", "seed": "3"}))
-    assert [s.label for s in specs] == [
+    speech = [s for s in sweep_specs(opts) if s.family == "sew"]
+    assert [s.label for s in speech] == [
         "fsdd-sew-fsdd-no-retrain",
         "fsdd-sew-fsdd-structured-no-retrain",
         "librispeech-sew-no-retrain",
         "librispeech-sew-structured-no-retrain",
     ]
-    assert all((s.amount, s.iterations, s.seed, s.eval_count) == (0.1, 10, 3, None) for s in specs)
-    quick = speech_specs(parse_options({"datasets": "fsdd:sew-fsdd", "quick": True}))
-    assert {(s.amount, s.iterations, s.eval_count) for s in quick} == {(0.3, 3, 40)}
+    assert all((s.amount, s.iterations, s.seed) == (0.1, 10, 3) for s in speech)
+    quick = sweep_specs(parse_options({"datasets": "fsdd:sew-fsdd", "quick": True}))
+    assert {(s.amount, s.iterations) for s in quick} == {(0.3, 3)}
+    assert parse_triples("fsdd:sew-fsdd, mnist5k:mlp1m", ()) == (
+        Triple("sew", "fsdd", "sew-fsdd"),
+        Triple("mlp", "mnist5k", "mlp1m"),
+    )
+    assert Triple("sew", "librispeech", "/models/sew").id == "librispeech-sew"
+
+
+def test_family_option_runs_each_familys_default_pair() -> None:
+    opts = parse_options({"family": "mlp, sew"})
+    assert opts.triples == (Triple("mlp", "mnist5k", "lenet300"), Triple("sew", "fsdd", "sew-fsdd"))
+    both = parse_options({"family": "sew", "datasets": "mnist5k:lenet300"})  # datasets win over defaults
+    assert both.triples == (Triple("mlp", "mnist5k", "lenet300"),)
+
+
+def test_methods_come_from_the_command_line_then_the_family_then_the_ini() -> None:
+    mlp, sew = Triple("mlp", "mnist5k", "lenet300"), Triple("sew", "fsdd", "sew-fsdd")
+    ini = parse_options({"ini_methods": "random,layerwise"})
+    assert methods_for(ini, mlp) == ("random", "layerwise")
+    assert methods_for(ini, sew) == ("no-retrain", "structured-no-retrain")
+    cli = parse_options({"ini_methods": "random", "methods": "imp-rewind"})
+    assert methods_for(cli, mlp) == methods_for(cli, sew) == ("imp-rewind",)
+    assert methods_for(SuiteOptions(), mlp) == LAB_METHODS
+
+
+def test_ini_datasets_are_the_fallback() -> None:
+    assert parse_options({"ini_datasets": "sst2:sst2-mlp"}).triples == (Triple("mlp", "sst2", "sst2-mlp"),)
+    assert parse_options({"ini_datasets": "sst2:sst2-mlp", "datasets": "mnist5k:mlp1m"}).triples == (
+        Triple("mlp", "mnist5k", "mlp1m"),
+    )
+
+
+def test_lists_are_split_deduplicated_and_validated() -> None:
+    assert split_list("--x", " a, b ,,c ") == ("a", "b", "c")
+    assert parse_options({"batches": "1,8,1"}).batches == (1, 8)
+    assert parse_options({"threads": "2", "runtimes": "torch-sparse"}).threads == 2
 
 
 @pytest.mark.parametrize(
@@ -70,8 +123,11 @@ def test_each_speech_pair_runs_the_magnitude_and_the_structured_sweep() -> None:
         ({"datasets": "mnist5k"}, "--prune-datasets"),
         ({"datasets": "imagenet:lenet300"}, "imagenet"),
         ({"datasets": "mnist5k:resnet"}, "resnet"),
+        ({"family": "nosuch"}, r"--prune-family: unknown family 'nosuch'"),
+        ({"family": "no_module_here:Fam"}, "no_module_here"),
         ({"methods": "no-retrain,prune-harder"}, "prune-harder"),
         ({"methods": " , "}, "--prune-methods"),
+        ({"ini_methods": "obd"}, r"prune_methods \(ini\).*obd"),
         ({"iterations": "0"}, "--prune-iterations"),
         ({"iterations": "ten"}, "ten"),
         ({"amount": "1.5"}, "--prune-amount"),
@@ -79,16 +135,21 @@ def test_each_speech_pair_runs_the_magnitude_and_the_structured_sweep() -> None:
         ({"runtimes": "tensorrt"}, "tensorrt"),
         ({"batches": "0"}, "--prune-batches"),
         ({"threads": "-1"}, "--prune-threads"),
+        ({"seed": "-2"}, "--prune-seed"),
         ({"precisions": "fp8"}, "fp8"),
     ],
 )
 def test_bad_options_name_the_option_and_value(raw: dict, named: str) -> None:
     with pytest.raises(OptionError, match=named):
         parse_options(raw)
+    assert issubclass(OptionError, ValueError)
 
 
-def test_floors_depend_on_mode_and_pair() -> None:
-    assert accuracy_floor("mnist5k", "lenet300", quick=False) == 0.94
-    assert accuracy_floor("mnist5k", "lenet300", quick=True) < 0.94
-    assert accuracy_floor("sst2", "sst2-mlp", quick=False) == 0.80
-    assert accuracy_floor("mnist5k", "sst2-mlp", quick=False) is None
+def test_floors_depend_on_family_mode_and_pair() -> None:
+    assert metric_floor("mlp", "mnist5k", "lenet300", quick=False) == 0.94
+    assert metric_floor("mlp", "mnist5k", "lenet300", quick=True) == 0.92
+    assert metric_floor("mlp", "sst2", "sst2-mlp", quick=False) == 0.80
+    assert metric_floor("mlp", "mnist5k", "sst2-mlp", quick=False) is None
+    assert metric_floor("sew", "fsdd", "sew-fsdd", quick=True) == 0.10
+    with pytest.raises(ValueError, match="nosuch"):
+        metric_floor("nosuch", "mnist5k", "lenet300", quick=False)
