@@ -7,7 +7,8 @@ really see. Per layer, for ``rows`` input rows (batch x positions):
   ``rows * in * out`` — a dense kernel multiplies zeros too, so unstructured pruning run
   densely saves nothing;
 * :class:`~prunelib.deploy.sparse_exec.SparseLinear`: ``rows * nnz``;
-* ``nn.Conv1d``: ``batch * out_len * out_channels * (in_channels / groups) * kernel_size``;
+* ``nn.Conv1d``, ``nn.Conv2d``, ``nn.Conv3d``: output elements (``batch * out_channels * positions``)
+  ``* (in_channels / groups) * prod(kernel_size)``;
 * ``nn.Embedding``/``nn.EmbeddingBag``: 0 (lookups and averaging are additions, not
   multiply-adds); activations, bias adds and pooling are likewise not counted.
 
@@ -15,6 +16,8 @@ A physically shrunk model simply has smaller layers. Pass a batch of one for per
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -35,8 +38,8 @@ def layer_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int | 
         return inputs[0].numel() // module.in_features * module.nnz
     if isinstance(module, _DENSE_LINEARS):
         return inputs[0].numel() // module.in_features * module.in_features * module.out_features
-    if isinstance(module, nn.Conv1d):
-        per_output = module.in_channels // module.groups * module.kernel_size[0]
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
         return output.numel() * per_output
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
         return 0

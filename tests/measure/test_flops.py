@@ -78,3 +78,16 @@ def test_dynamic_int8_linear_counts_like_dense() -> None:
     quantized = torch.ao.quantization.quantize_dynamic(small_mlp(), {nn.Linear}, dtype=torch.qint8)
     assert isinstance(quantized.out, torch.ao.nn.quantized.dynamic.Linear)
     assert count_flops(quantized, torch.randn(1, 10)) == 146
+
+
+def test_conv2d_counts_output_elements_times_its_receptive_field() -> None:
+    conv = nn.Conv2d(3, 8, kernel_size=(3, 5), padding=1, groups=1)
+    x = torch.randn(2, 3, 10, 12)
+    out_elements = conv(x).numel()
+    assert count_flops(conv, x) == out_elements * 3 * 3 * 5
+
+
+def test_grouped_conv2d_counts_only_its_group_inputs() -> None:
+    conv = nn.Conv2d(8, 8, kernel_size=3, groups=8)  # depthwise
+    x = torch.randn(1, 8, 6, 6)
+    assert count_flops(conv, x) == conv(x).numel() * 1 * 9
