@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prunelib.config import DataConfig
 from prunelib.families.datadir import DATA_DIR_ENV, DataError
+from prunelib.families.mlp.config import DataConfig
 
 DATASETS = ("mnist5k", "mnist", "fashion-mnist", "sst2")
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.

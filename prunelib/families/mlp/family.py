@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from prunelib.config import DataConfig, TrainConfig, default_train_config
 from prunelib.families.contract import Family, Metric, Runner
+from prunelib.families.mlp.config import DataConfig, TrainConfig, default_train_config
 from prunelib.families.mlp.data import DATASETS, Splits, load_data, subset
 from prunelib.families.mlp.models import MLP, PRESETS, ModelSpec
 from prunelib.families.mlp.structured import hidden_linears, hidden_parameters, neurons_remaining, shrink

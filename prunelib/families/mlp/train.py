@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunelib.config import TrainConfig
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split
 from prunelib.families.mlp.models import MLP, ModelSpec, build_model
 from prunelib.progress import progress

@@ -107,7 +107,7 @@ class SewFamily(Family):
         return SewHparams()
 
     def _model(self, model: str, seed: int, root: Path | None) -> tuple[nn.Module, Any]:
-        from prunelib.families.sew.models import load_speech_model
+        from prunelib.families.sew.load import load_speech_model
 
         key = (model, seed if model in ("sew-tiny", "sew-mini") else 0)
         if key not in self._loaded:
