@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.config import DataConfig, TrainConfig
+from prunelib.families.mlp.config import DataConfig, TrainConfig
 from prunelib.families.mlp.data import DATA_DIR_ENV, Split, Splits, load_data
 from prunelib.families.mlp.models import MLP, ModelSpec
 from prunelib.families.mlp.train import init_model, train

@@ -105,8 +105,12 @@ def resolve_family(args: argparse.Namespace) -> Family:
 def hparams_of(family: Family, args: argparse.Namespace, quick: bool = False) -> Any:
     """The family's hyper-parameters for ``args.dataset`` with ``--epochs`` and ``--hparam`` applied."""
     hp = family.hparams(args.dataset, quick)
-    changes: dict[str, Any] = {}
     items = [f"epochs={args.epochs}"] if args.epochs is not None else []
+    if not items and not args.hparam:
+        return hp
+    if not dataclasses.is_dataclass(hp) or isinstance(hp, type):
+        raise CliError(f"family {family.name!r} has no dataclass of hyper-parameters to override")
+    changes: dict[str, Any] = {}
     for item in [*items, *args.hparam]:
         key, sep, text = item.partition("=")
         if not sep:

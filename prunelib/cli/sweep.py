@@ -125,10 +125,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from prunelib.sweep.runner import Timing, run_sweep
 
     family = resolve_family(args)
-    reason = family.supports(method=args.method, runtime=args.runtime, precision=args.precision)
+    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
+    reason = family.supports(method=args.method, runtime=args.runtime, precision=args.precision, dataset=args.dataset)
     if reason:
         raise CliError(reason)
-    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
     out: Path = args.out
     if (out / "results.csv").exists():
         raise CliError(f"{out / 'results.csv'} exists: choose a new --out (earlier runs are never overwritten)")

@@ -315,7 +315,7 @@ class Family(ABC):
             torch.onnx.export(
                 copy.deepcopy(deployed).eval(),
                 (example,),
-                buf,
+                buf,  # type: ignore[arg-type]  # the stub says path-only; the TorchScript exporter writes file objects
                 dynamo=False,
                 opset_version=opset,
                 input_names=["input"],
@@ -374,8 +374,14 @@ class Family(ABC):
             "precisions": ", ".join(self.precisions),
         }
 
-    def supports(self, method: str | None = None, runtime: str | None = None, precision: str | None = None) -> str:
-        """``""`` when the combination runs, else the reason it is skipped."""
+    def supports(
+        self,
+        method: str | None = None,
+        runtime: str | None = None,
+        precision: str | None = None,
+        dataset: str | None = None,
+    ) -> str:
+        """``""`` when the combination runs, else the reason it is skipped (a family may add its own reasons)."""
         from prunelib.pruning.schedules import get_schedule
 
         if method is not None and get_schedule(method).structured and not self.structured:

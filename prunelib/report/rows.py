@@ -86,8 +86,8 @@ def benchmark_rows(bench: dict[str, Any]) -> pd.DataFrame:
     """
     records = []
     for entry in benchmark_entries(bench):
-        extra = entry.get("extra_info") if isinstance(entry.get("extra_info"), dict) else {}
-        stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
+        extra: dict[str, Any] = entry["extra_info"] if isinstance(entry.get("extra_info"), dict) else {}
+        stats: dict[str, Any] = entry["stats"] if isinstance(entry.get("stats"), dict) else {}
         rec: dict[str, Any] = {
             "name": entry.get("name"),
             "fullname": entry.get("fullname"),

@@ -248,7 +248,7 @@ def write_run_report(
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a report folder is for others to read
         w = _Writer(staging)
-        commit = bench.get("commit_info") if isinstance(bench.get("commit_info"), dict) else {}
+        commit: dict[str, Any] = bench["commit_info"] if isinstance(bench.get("commit_info"), dict) else {}
         w.lines += [
             f"# Pruning run report ({now:%Y-%m-%d %H:%M} UTC)",
             "",

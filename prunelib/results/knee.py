@@ -146,7 +146,7 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None =
         raise ValueError(f"sweep lacks columns {missing}; has {list(df.columns)}")
     chosen = metric or metric_of(df)
     if chosen.name not in df:
-        raise ValueError(f"sweep needs a {chosen.name!r} column, got columns {list(df.columns)}")
+        raise ValueError(f"sweep needs its metric column {chosen.name!r}, got columns {list(df.columns)}")
     if "method" in df:
         parts = [(str(m), g) for m, g in df.groupby(df["method"].astype(str), sort=True)]
     else:

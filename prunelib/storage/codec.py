@@ -46,8 +46,8 @@ def raw_view(t: torch.Tensor) -> np.ndarray:
 def support_of(raw: np.ndarray) -> np.ndarray:
     """Which elements have any bit set (so ``-0.0`` and NaN count as nonzero)."""
     if raw.shape[1] == 1:
-        return raw[:, 0] != 0
-    return raw.any(axis=1)
+        return np.asarray(raw[:, 0] != 0)
+    return np.asarray(raw.any(axis=1))
 
 
 def from_raw(raw: np.ndarray, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:

@@ -145,7 +145,7 @@ def _reference_target(name: str, t: torch.Tensor, encoded: Mapping[str, Encoded]
     """The tensor whose stored support ``t`` (a 0/1 tensor) equals, preferring ``x`` for ``x_mask``."""
     support = support_of(raw_view(t))
     base = name[: -len("_mask")] if name.endswith("_mask") else None
-    order = ([base] if base in encoded else []) + [k for k in encoded if k != base]
+    order = ([base] if base is not None and base in encoded else []) + [k for k in encoded if k != base]
     for other in order:
         if other == name or other in candidates:
             continue
@@ -410,7 +410,7 @@ def load_compact(path: Path | str) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, spec in specs:
         if spec["enc"] == "support":
-            target = decoded.get(spec.get("ref"))
+            target = decoded.get(str(spec.get("ref")))
             shape = tuple(spec["shape"])
             if target is None or target[1].size != math.prod(shape):
                 raise _bad(

@@ -45,7 +45,7 @@ def load(spec: SweepSpec) -> Loaded:
     family = spec.resolve()
     family.check_dataset(spec.dataset)
     family.check_model(spec.model)
-    reason = family.supports(method=spec.method)
+    reason = family.supports(method=spec.method, dataset=spec.dataset)
     if reason:
         raise ValueError(reason)
     root = data_root(spec.data_dir)

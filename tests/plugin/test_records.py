@@ -32,7 +32,12 @@ def test_extra_info_carries_every_stable_key() -> None:
     info = extra_info(SPEC, 4, METRICS, runtime="onnxruntime", batch_size=256, threads=2)
     assert set(STABLE_KEYS) <= set(info)
     assert set(EXTRA_INFO_KEYS) - {"params_deployed", "neuron_sparsity"} <= set(info)  # not in METRICS
-    assert (info["family"], info["metric"], info["higher_is_better"], info["accuracy"]) == ("mlp", "accuracy", True, 0.9)
+    assert (info["family"], info["metric"], info["higher_is_better"], info["accuracy"]) == (
+        "mlp",
+        "accuracy",
+        True,
+        0.9,
+    )
     assert (info["method"], info["iteration"], info["runtime"], info["batch_size"], info["seed"]) == (
         "imp-rewind",
         4,

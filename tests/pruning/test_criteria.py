@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from prunelib.config import TrainConfig
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split
 from prunelib.families.mlp.models import ModelSpec, build_model
 from prunelib.families.mlp.train import train

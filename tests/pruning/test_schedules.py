@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.config import TrainConfig
 from prunelib.families.contract import Family, Unsupported
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split, Splits
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.pruning.criteria import initial_state, named_masks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,7 @@ def test_accuracy_drop_of_5_points_exits_1_and_names_the_key(
     runs = write(tmp_path, base_run(), changed(base_run(), is_key(), drop))
     assert compare.main(runs) == 1
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("REGRESSION")]
-    assert lines == [f"REGRESSION {KEY}: accuracy -5.00 points (98.00% -> 93.00%), limit -1"]
+    assert lines == [f"REGRESSION {KEY}: Accuracy -5.00 points (98.00% -> 93.00%), limit -1"]
 
 
 def test_drop_within_threshold_passes(tmp_path: Path) -> None:
@@ -260,3 +262,105 @@ def test_a_run_never_regresses_against_itself(accuracies: list[float], latencies
     bench = make_bench(entries)
     result = compare.compare_runs([bench, copy.deepcopy(bench)], max_accuracy_drop_points=0, max_latency_increase_pct=0)
     assert result.ok and len(result.changes) == len(entries)
+
+
+# ---------------------------------------------------------------- JSON saved before families (no ``metric`` key)
+OLD_JSON = Path(__file__).resolve().parent / "fixtures" / "bench-before-families.json"
+OLD_KEY = "mnist5k/lenet300/imp-rewind/it02/torch/b1/fp32"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def old_run() -> dict[str, Any]:
+    bench = json.loads(OLD_JSON.read_text(encoding="utf-8"))
+    assert len(bench["benchmarks"]) == 18
+    assert all("metric" not in e["extra_info"] and "accuracy" in e["extra_info"] for e in bench["benchmarks"])
+    return bench
+
+
+def old_key(e: dict[str, Any]) -> bool:
+    return compare.key_of(e["extra_info"]) == OLD_KEY
+
+
+def test_old_json_compared_with_itself_has_no_regressions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = compare.compare_runs([old_run(), old_run()], max_accuracy_drop_points=0, max_latency_increase_pct=0)
+    assert result.ok and len(result.changes) == 18 and not result.notes
+    assert set(result.changes["metric"]) == {"accuracy"} and (result.changes["metric_change_points"] == 0).all()
+    assert OLD_KEY in set(result.changes["key"])
+    assert compare.main([str(OLD_JSON), str(OLD_JSON)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: no regressions" in out and OLD_KEY in out and "REGRESSION" not in out
+
+
+def test_old_json_with_accuracy_5_points_lower_on_one_key_exits_1_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    worse = changed(old_run(), old_key, lambda e: e["extra_info"].update(accuracy=e["extra_info"]["accuracy"] - 0.05))
+    assert sum(old_key(e) for e in worse["benchmarks"]) == 1
+    runs = write(tmp_path, old_run(), worse)
+    assert compare.main(runs) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("REGRESSION")]
+    assert lines == [f"REGRESSION {OLD_KEY}: Accuracy -5.00 points (94.20% -> 89.20%), limit -1"]
+    assert compare.main([*runs, "--max-accuracy-drop-points", "5.5"]) == 0
+
+
+def test_python_dash_m_prunelib_compare_reads_old_json(tmp_path: Path) -> None:
+    worse = changed(old_run(), old_key, lambda e: e["extra_info"].update(accuracy=e["extra_info"]["accuracy"] - 0.05))
+    same = subprocess.run(
+        [sys.executable, "-m", "prunelib", "compare", str(OLD_JSON), str(OLD_JSON)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert same.returncode == 0, same.stderr
+    assert "OK: no regressions" in same.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "prunelib", "compare", *write(tmp_path, old_run(), worse)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    regressions = [line for line in proc.stdout.splitlines() if line.startswith("REGRESSION")]
+    assert len(regressions) == 1 and OLD_KEY in regressions[0] and "-5.00 points" in regressions[0]
+    assert "Traceback" not in proc.stderr
+
+
+def as_new_style_wer(e: dict[str, Any], wer: float = 0.2) -> None:
+    """An entry written after the change: it names its metric (WER, lower is better)."""
+    x = e["extra_info"]
+    del x["accuracy"]
+    x.update(family="sew", metric="wer", higher_is_better=False, wer=wer)
+
+
+def test_a_new_style_entry_is_judged_by_the_wer_threshold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = changed(old_run(), old_key, as_new_style_wer)
+    rise = changed(base, old_key, lambda e: e["extra_info"].update(wer=0.23))
+    result = compare.compare_runs([base, rise], max_accuracy_drop_points=0)
+    row = result.changes.set_index("key").loc[OLD_KEY]
+    assert row["metric"] == "wer" and row["metric_change_points"] == pytest.approx(3.0)
+    assert result.regressions == [f"{OLD_KEY}: WER +3.00 points (20.00% -> 23.00%), limit +1"]
+    assert set(result.changes["metric"]) == {"accuracy", "wer"}  # the 17 old entries stay accuracy
+    # the WER limit decides, not the accuracy one
+    assert compare.compare_runs([base, rise], max_wer_rise_points=3.5, max_accuracy_drop_points=0).ok
+    assert not compare.compare_runs([base, rise], max_wer_rise_points=2.5, max_accuracy_drop_points=10).ok
+    fall = changed(base, old_key, lambda e: e["extra_info"].update(wer=0.05))
+    assert compare.compare_runs([base, fall], max_wer_rise_points=0, max_accuracy_drop_points=0).ok  # WER falling
+    runs = write(tmp_path, base, rise)
+    assert compare.main(runs) == 1
+    assert f"REGRESSION {OLD_KEY}: WER +3.00 points" in capsys.readouterr().out
+    assert compare.main([*runs, "--max-wer-rise-points", "3.5"]) == 0
+
+
+def test_a_new_style_entry_compared_with_the_old_json_keeps_the_old_metric_rule() -> None:
+    """An old accuracy baseline against entries that now name their metric: still matched and compared."""
+
+    def name_accuracy(e: dict[str, Any]) -> None:
+        e["extra_info"].update(family="mlp", metric="accuracy", higher_is_better=True)
+
+    new = changed(old_run(), lambda e: True, name_accuracy)
+    assert compare.compare_runs([old_run(), new], max_accuracy_drop_points=0).ok
+    drop = changed(new, old_key, lambda e: e["extra_info"].update(accuracy=e["extra_info"]["accuracy"] - 0.02))
+    result = compare.compare_runs([old_run(), drop])
+    assert len(result.regressions) == 1 and result.regressions[0].startswith(f"{OLD_KEY}: Accuracy -2.00 points")

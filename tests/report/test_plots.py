@@ -59,8 +59,11 @@ def test_wer_label() -> None:
     lab = lab_rows(benchmark_rows(make_bench(make_sweep(metric="wer", iterations=3))))
     texts = check(plots.metric_vs_sparsity_figure(lab, "wer", "fsdd"))
     assert texts["axes"][0]["ylabel"].startswith("WER (%")
-    with pytest.raises(ValueError, match="'f1'"):
-        plots.metric_label("f1")
+    assert plots.metric_label("f1") == "F1 (%)"  # any family's metric gets a label
+    assert plots.metric_label("exact_match") == "Exact match (%)"
+    for bad in ("", "not a column", "f-1"):
+        with pytest.raises(ValueError, match="metric must be a column name"):
+            plots.metric_label(bad)
 
 
 def test_metric_vs_disk_distinguishes_storage(rows: pd.DataFrame) -> None:

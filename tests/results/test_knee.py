@@ -99,8 +99,10 @@ def test_bad_tolerance_raises(tol: object) -> None:
 def test_bad_frames_raise() -> None:
     with pytest.raises(ValueError, match="iteration"):
         find_knee(pd.DataFrame({"sparsity": [0.0], "accuracy": [0.9]}))
-    with pytest.raises(ValueError, match="accuracy' or 'wer"):
+    with pytest.raises(ValueError, match="needs its metric column 'accuracy'"):  # no metric named: the legacy rule
         find_knee(pd.DataFrame({"iteration": [0], "sparsity": [0.0]}))
+    with pytest.raises(ValueError, match="needs its metric column 'f1'"):
+        find_knee(pd.DataFrame({"iteration": [0], "sparsity": [0.0], "metric": ["f1"], "higher_is_better": [True]}))
     with pytest.raises(ValueError, match="duplicated iterations: \\[1\\]"):
         find_knee(pd.concat([sweep([0.98, 0.97]), sweep([0.98, 0.97]).iloc[1:]]))
     with pytest.raises(TypeError):

@@ -13,7 +13,7 @@ import torch
 
 import prunelib
 import prunelib.sweep.cache as cache
-from prunelib.config import TrainConfig
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import subset
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.train import evaluate

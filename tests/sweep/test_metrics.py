@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.config import TrainConfig
 from prunelib.deploy.runtimes import deploy
 from prunelib.families.contract import Metric
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split, Splits, subset
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.structured import hidden_parameters

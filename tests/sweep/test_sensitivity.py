@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.config import TrainConfig
 from prunelib.families.contract import Family, Metric
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.models import MLP
 from prunelib.families.mlp.train import evaluate

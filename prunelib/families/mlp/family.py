@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -80,17 +80,17 @@ class MlpFamily(Family):
 
     # structured: hidden neurons by L2, shrunk to a smaller MLP
     def structured_step(self, model: nn.Module, amount: float, seed: int) -> None:
-        neuron_prune(hidden_parameters(model), amount, seed)
+        neuron_prune(hidden_parameters(cast(MLP, model)), amount, seed)
 
     def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        return neurons_remaining(model)
+        return neurons_remaining(cast(MLP, model))
 
     def unit_sparsity(self, model: nn.Module) -> float:
-        total = sum(m.out_features for _, m in hidden_linears(model))
-        return 1.0 - sum(neurons_remaining(model).values()) / total if total else math.nan
+        total = sum(int(m.out_features) for _, m in hidden_linears(cast(MLP, model)))
+        return 1.0 - sum(neurons_remaining(cast(MLP, model)).values()) / total if total else math.nan
 
     def shrink(self, model: nn.Module) -> nn.Module:
-        return shrink(model)
+        return shrink(cast(MLP, model))
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
         return {name: [(m, "weight")] for name, m in model.named_modules() if isinstance(m, nn.Linear)}
@@ -105,8 +105,9 @@ class MlpFamily(Family):
         deployed.eval()
         if any(m._forward_hooks or m._forward_pre_hooks for m in deployed.modules()):
             return super().forward(deployed)
-        first: Any = deployed.embedding.forward if deployed.embedding is not None else (lambda x: x.flatten(1))
-        steps = [first, *(layer.forward for layer in deployed.layers), deployed.out.forward]
+        mlp = cast(MLP, deployed)
+        first: Any = mlp.embedding.forward if mlp.embedding is not None else (lambda x: x.flatten(1))
+        steps = [first, *(layer.forward for layer in mlp.layers), mlp.out.forward]
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunelib.families.contract import Family, Metric, Runner, Unsupported, fingerprint
+from prunelib.families.contract import Family, Metric, Params, Runner, Unsupported, fingerprint
 from prunelib.families.datadir import DataError
 
 #: Folders tried, in order, for ``librispeech`` under the data root.
@@ -98,6 +98,34 @@ class SewFamily(Family):
     def default_model(self, dataset: str) -> str:
         """``sew-fsdd`` for FSDD; for LibriSpeech the pretrained SEW-tiny of the lab (hub id, needs network)."""
         return "sew-fsdd" if dataset == "fsdd" else "asapp/sew-tiny-100k-ft-ls100h"
+
+    def supports(
+        self,
+        method: str | None = None,
+        runtime: str | None = None,
+        precision: str | None = None,
+        dataset: str | None = None,
+    ) -> str:
+        """The contract's reasons, plus: retraining needs FSDD's training recordings."""
+        from prunelib.pruning.schedules import get_schedule
+
+        reason = super().supports(method, runtime, precision, dataset)
+        if not reason and method is not None and dataset not in (None, "fsdd") and get_schedule(method).retrain:
+            reason = f"{method} retrains a SEW model on FSDD's training recordings: use --dataset fsdd"
+        return reason
+
+    def prunable(self, model: nn.Module, embeddings: bool = False) -> Params:
+        """The contract's Linear and Conv weights; weight norm must be folded first (:meth:`prepare`)."""
+        from torch.nn.utils import parametrize
+
+        params = super().prunable(model, embeddings)
+        for module, name in params:
+            if parametrize.is_parametrized(module, name):
+                raise ValueError(
+                    f"{type(module).__name__} weight is parametrized (weight norm); call "
+                    "SewFamily.prepare(model) (prunelib.families.sew.deploy.fold_weight_norm) before pruning"
+                )
+        return params
 
     def pretrained(self, model: str) -> bool:
         """``sew-fsdd`` (trained once by prunelib) and directories or hub ids; ``sew-tiny``/``sew-mini`` are random."""

@@ -3,7 +3,7 @@
 The exported graph maps normalised 16 kHz audio ``input_values [batch, samples]`` to CTC
 ``logits [batch, frames, vocab]``; both the batch and the audio length are dynamic. Export runs
 on a copy with the pruning reparametrization removed and weight norm folded (see
-:func:`prunelib.families.sew.sweep.fold_weight_norm`), so the graph holds plain weights (zeros where
+:func:`prunelib.families.sew.deploy.fold_weight_norm`), so the graph holds plain weights (zeros where
 pruned) and the caller's model is never changed.
 
 SEW's encoder pads its upsampled sequence back to the input length only when the frame count

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from prunelib.families.sew.deploy import inference_copy
 from prunelib.pruning.structured import (
     alive_neurons,
     count_to_prune,
@@ -223,10 +224,9 @@ def shrink_sew(model: nn.Module) -> nn.Module:
     """A new SEW model with every dead unit physically removed, in eval mode; same outputs.
 
     ``model`` is not changed; it may carry pruning masks. The copy has pruning made permanent
-    and weight norm folded (as every exported or timed model, :func:`prunelib.families.sew.onnx.inference_copy`).
+    and weight norm folded (as every exported or timed model, :func:`prunelib.families.sew.deploy.inference_copy`).
     Its config still states the original sizes: it is for inference and export, not ``save_pretrained``.
     """
-    from prunelib.families.sew.onnx import inference_copy
 
     small = inference_copy(model)
     for group in unit_groups(small):

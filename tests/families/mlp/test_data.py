@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelib.config import DataConfig
+from prunelib.families.mlp.config import DataConfig
 from prunelib.families.mlp.data import (
     DATA_DIR_ENV,
     DATASETS,

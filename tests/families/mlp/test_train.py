@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.config import TrainConfig
+from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split, Splits
 from prunelib.families.mlp.models import MLP, ModelSpec
 from prunelib.families.mlp.train import evaluate, init_model, predict, train

@@ -1,4 +1,4 @@
-"""SEW in ONNX Runtime: dynamic audio length, parity (logits and transcripts), pruned export, latency."""
+"""SEW in ONNX Runtime: dynamic audio length and batch, parity (logits and transcripts), pruned export, runners."""
 
 from __future__ import annotations
 
@@ -8,26 +8,27 @@ import numpy as np
 import pytest
 import torch
 
+from prunelib.deploy.onnx import ort_runner, ort_session
+from prunelib.deploy.runtimes import make_runner
 from prunelib.families.sew.data import Utterance
+from prunelib.families.sew.deploy import prepare_model
+from prunelib.families.sew.family import SewData, SewFamily
 from prunelib.families.sew.models import build_processor, build_sew
 from prunelib.families.sew.onnx import (
-    OPT_LEVELS,
-    OrtCTCModel,
-    check_parity,
-    compare_latency,
-    ctc_session,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    LogitsOnly,
     export_ctc_onnx,
     frames_for,
     latency_input,
-    make_ctc_runner,
+    normalised_input,
     odd_frame_length,
-    ort_logits,
 )
-from prunelib.families.sew.sweep import prepare_model, prunable_parameters
-from prunelib.families.sew.wer import evaluate_wer, transcribe
 from prunelib.pruning.criteria import magnitude_prune
 
 from .tiny import TINY
+
+FAMILY = SewFamily()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def tiny():
     """A random tiny SEW, its processor, its ONNX bytes and a session (exported once)."""
     model, proc = build_sew(TINY, seed=0), build_processor()
     onnx_bytes = export_ctc_onnx(model)
-    return model, proc, onnx_bytes, ctc_session(onnx_bytes, threads=1)
+    return model, proc, onnx_bytes, ort_session(onnx_bytes, threads=1)
 
 
 def audios(lengths=(3200, 3520, 3840, 4160, 9000, 16000, 16320)) -> list[np.ndarray]:
@@ -43,59 +44,88 @@ def audios(lengths=(3200, 3520, 3840, 4160, 9000, 16000, 16320)) -> list[np.ndar
     return [rng.standard_normal(n).astype(np.float32) for n in lengths]
 
 
+def data_of(clips: list[np.ndarray], proc) -> SewData:
+    return SewData(proc, [Utterance(str(i), a, "ONE TWO") for i, a in enumerate(clips)])
+
+
+def torch_logits(model, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(input_values=x).logits.numpy()
+
+
+def ort_logits(session, x: torch.Tensor) -> np.ndarray:
+    return session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+
+
 def test_example_length_has_an_odd_frame_count(tiny) -> None:
     model = tiny[0]
     n = odd_frame_length(model, 16000)
     assert n >= 16000 and frames_for(model, n) % 2 == 1
     assert odd_frame_length(model, n) == n
+    assert frames_for(model, 16000) == 16000 // TINY.frame_stride - 1  # its own conv arithmetic
+
+
+def test_graph_names_and_dynamic_axes(tiny) -> None:
+    import onnx
+
+    graph = onnx.load_from_string(tiny[2]).graph
+    assert [i.name for i in graph.input] == [INPUT_NAME] and [o.name for o in graph.output] == [OUTPUT_NAME]
+    dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "samples"]
 
 
 def test_dynamic_length_parity_on_odd_and_even_frame_counts(tiny) -> None:
     model, proc, _, session = tiny
     clips = audios()
     assert {frames_for(model, len(a)) % 2 for a in clips} == {0, 1}
-    parity = check_parity(model, proc, session, clips, atol=1e-4)
-    assert parity.utterances == len(clips) and parity.transcripts_equal and parity.max_abs_diff <= 1e-4
+    data = data_of(clips, proc)
+    for i, audio in enumerate(clips):
+        x = normalised_input(proc, audio)
+        want, got = torch_logits(model, x), ort_logits(session, x)
+        assert got.shape == want.shape == (1, frames_for(model, len(audio)), 32)
+        # logits within 1e-4 and the same greedy transcript (check_outputs raises otherwise)
+        assert FAMILY.check_outputs(want, got, data, f"clip {i}", atol=1e-4) <= 1e-4
 
 
 def test_dynamic_batch(tiny) -> None:
     model, _, _, session = tiny
     x = torch.randn(3, 6400, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        want = model(input_values=x).logits.numpy()
-    got = ort_logits(session, x)
+    want, got = torch_logits(model, x), ort_logits(session, x)
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
 
 
-def test_ort_model_transcribes_like_torch(tiny) -> None:
+def test_parity_check_rejects_another_model_and_another_transcript(tiny) -> None:
     model, proc, _, session = tiny
-    clips = audios()[:4]
-    ort_model = OrtCTCModel(session, model)
-    assert transcribe(ort_model, proc, clips) == transcribe(model, proc, clips)
-    data = [Utterance(str(i), a, "ONE TWO") for i, a in enumerate(clips)]
-    assert evaluate_wer(ort_model, proc, data) == evaluate_wer(model, proc, data)
-
-
-def test_parity_rejects_another_model(tiny) -> None:
-    _, proc, _, session = tiny
-    with pytest.raises(ValueError, match="differ"):
-        check_parity(build_sew(TINY, seed=1), proc, session, audios()[:2])
-    with pytest.raises(ValueError, match="at least one"):
-        check_parity(tiny[0], proc, session, [])
+    data = data_of(audios()[:1], proc)
+    x = normalised_input(proc, audios()[4])
+    other = ort_logits(ort_session(export_ctc_onnx(build_sew(TINY, seed=1)), threads=1), x)
+    want = torch_logits(model, x)
+    with pytest.raises(ValueError, match="ONNX Runtime differs from PyTorch"):
+        FAMILY.check_outputs(want, other, data, "ONNX Runtime")
+    # logits within a (loose) tolerance are still rejected when the greedy transcript differs
+    with pytest.raises(ValueError, match="ONNX Runtime transcribes"):
+        FAMILY.check_outputs(want, other, data, "ONNX Runtime", atol=1e3)
+    with pytest.raises(ValueError, match="shape"):
+        FAMILY.check_outputs(want, want[:, :-1], data, "ONNX Runtime")
 
 
 def test_pruned_export_keeps_zeros_and_leaves_the_model_alone(tiny) -> None:
     proc = tiny[1]
     model = prepare_model(copy.deepcopy(tiny[0]))
-    magnitude_prune(prunable_parameters(model), 0.6)
+    magnitude_prune(FAMILY.prunable(model), 0.6)
     masks = {n: b.clone() for n, b in model.named_buffers() if n.endswith("_mask")}
-    session = ctc_session(export_ctc_onnx(model), threads=1)
-    assert check_parity(model, proc, session, audios()[:3]).transcripts_equal
-    assert {n: b for n, b in model.named_buffers() if n.endswith("_mask")}.keys() == masks.keys()
+    onnx_bytes = export_ctc_onnx(model)
+    session = ort_session(onnx_bytes, threads=1)
+    data = data_of(audios()[:3], proc)
+    for audio in audios()[:3]:
+        x = normalised_input(proc, audio)
+        FAMILY.check_outputs(torch_logits(model, x), ort_logits(session, x), data, "pruned", atol=1e-4)
+    now = {n: b for n, b in model.named_buffers() if n.endswith("_mask")}
+    assert now.keys() == masks.keys() and all(torch.equal(now[k], masks[k]) for k in masks)
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load_from_string(export_ctc_onnx(model)).graph
+    graph = onnx.load_from_string(onnx_bytes).graph
     weights = [numpy_helper.to_array(t) for t in graph.initializer if t.dims and len(t.dims) >= 2]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
     assert zeros > 0.5  # the pruned zeros are in the graph
@@ -108,28 +138,40 @@ def test_parametrized_original_survives_export(tiny) -> None:
     assert "parametrizations.weight.original0" in dict(conv.named_parameters())
 
 
-def test_runner_and_latency(tiny) -> None:
+def test_family_export_forward_and_runners(tiny) -> None:
     model, proc = tiny[0], tiny[1]
     x = latency_input(0.5)
     assert x.shape == (1, 8000) and abs(float(x.mean())) < 1e-5
-    torch_out = make_ctc_runner(model, "torch", threads=1)(x)
-    ort_out = make_ctc_runner(model, "onnxruntime", threads=1, check_audios=audios()[:1], processor=proc)(x)
-    assert np.abs(torch_out.numpy() - ort_out).max() < 1e-4
-    result = compare_latency(model, proc, seconds=0.5, threads=1, runs=2, warmup=0, rounds=1)
-    assert result["torch_mean_s"] > 0 and result["ort_mean_s"] > 0 and result["max_abs_diff"] < 1e-4
-    with pytest.raises(ValueError, match="runtime"):
-        make_ctc_runner(model, "tensorrt")
+    assert torch.equal(latency_input(0.5), x) and not torch.equal(latency_input(0.5, seed=1), x)
+    data = data_of(audios()[:1], proc)
+    assert FAMILY.example_inputs(data, 64).shape == (1, 32000)  # one 2 s clip, whatever the batch
+    torch.testing.assert_close(FAMILY.parity_inputs(data), normalised_input(proc, audios()[0]))
+    deployed = FAMILY.deploy(prepare_model(copy.deepcopy(model)), structured=False)
+    torch_out = FAMILY.forward(deployed)(x)
+    assert torch.equal(torch_out, LogitsOnly(model).eval()(x).detach())
+    session = ort_session(FAMILY.export_onnx(deployed, x), threads=1)
+    assert np.abs(ort_runner(session)(x) - torch_out.numpy()).max() < 1e-4
+    torch_run = make_runner(FAMILY, model, data, "torch", threads=1)
+    ort_run = make_runner(FAMILY, model, data, "onnxruntime", threads=1)  # parity-checked on the utterance
+    assert np.abs(torch_run(x).numpy() - ort_run(x)).max() < 1e-4
 
 
-@pytest.mark.parametrize("level", OPT_LEVELS)
-def test_optimisation_levels_keep_parity(tiny, level: str) -> None:
-    model, proc, onnx_bytes, _ = tiny
-    assert check_parity(model, proc, ctc_session(onnx_bytes, 1, level), audios()[:2]).transcripts_equal
+@pytest.mark.parametrize(
+    "runtime, precision, message",
+    [
+        ("tensorrt", "fp32", "unknown runtime"),
+        ("torch-sparse", "fp32", "does not run on torch-sparse"),
+        ("onnxruntime", "int8", "does not support precision int8"),
+        ("torch", "bf16", "bf16"),
+    ],
+)
+def test_runners_the_family_cannot_give_are_refused(tiny, runtime: str, precision: str, message: str) -> None:
+    data = data_of(audios()[:1], tiny[1])
+    with pytest.raises(ValueError, match=message):
+        make_runner(FAMILY, tiny[0], data, runtime, precision=precision)
 
 
 def test_validation(tiny) -> None:
-    with pytest.raises(ValueError, match="'fast'"):
-        ctc_session(tiny[2], 1, "fast")
     with pytest.raises(ValueError, match="example_seconds"):
         export_ctc_onnx(tiny[0], example_seconds=0)
     with pytest.raises(ValueError, match="seconds"):

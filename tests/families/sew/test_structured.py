@@ -5,14 +5,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from prunelib.deploy.runtimes import make_runner
+from prunelib.families.sew.data import Utterance, join_digits
+from prunelib.families.sew.deploy import prepare_model
+from prunelib.families.sew.family import SewData, SewFamily, SewHparams
 from prunelib.families.sew.models import build_processor, build_sew
-from prunelib.families.sew.onnx import make_ctc_runner
 from prunelib.families.sew.structured import (
     alive_heads,
     head_norms,
@@ -23,16 +27,11 @@ from prunelib.families.sew.structured import (
     unit_sparsity,
     units_remaining,
 )
-from prunelib.families.sew.sweep import (
-    SpeechPruneConfig,
-    initial_weights,
-    iterate_schedule,
-    prepare_model,
-    static_metrics,
-)
 from prunelib.families.sew.train import SpeechTrainConfig
-from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.criteria import initial_state, named_masks
+from prunelib.pruning.schedules import get_schedule, iterate_schedule
 from prunelib.pruning.structured import count_to_prune
+from prunelib.sweep.metrics import static_metrics
 
 from .tiny import TINY as TINY_BASE
 from .tiny import TINY_DATA, tone_clips
@@ -50,6 +49,7 @@ TINY = dataclasses.replace(
 )
 TRAIN_CFG = SpeechTrainConfig(arch=TINY, data=TINY_DATA, steps=3, batch_size=2)
 AUDIO = torch.randn(2, 9600, generator=torch.Generator().manual_seed(0))
+FAMILY = SewFamily()
 
 
 def tiny(seed: int = 0) -> nn.Module:
@@ -180,49 +180,84 @@ def test_shrinking_a_dense_model_changes_nothing_and_a_dead_group_keeps_one_unit
 def test_shrunk_model_exports_to_onnx_with_parity_against_the_masked_model() -> None:
     model, proc = tiny(), build_processor()
     structured_prune_step(model, 0.6)
-    audios = [AUDIO[0].numpy(), AUDIO[1, :7000].numpy()]
-    runner = make_ctc_runner(model, "onnxruntime", threads=1, check_audios=audios, processor=proc, structured=True)
+    data = SewData(proc, [Utterance("a", AUDIO[0].numpy(), "ONE"), Utterance("b", AUDIO[1, :7000].numpy(), "TWO")])
+    # make_runner parity-checks the shrunk graph (logits and transcript) against the shrunk torch model
+    runner = make_runner(FAMILY, model, data, "onnxruntime", threads=1, structured=True)
     torch.testing.assert_close(torch.as_tensor(runner(AUDIO[:1])), logits(model, AUDIO[:1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        torch.as_tensor(runner(AUDIO[1:, :7000])), logits(model, AUDIO[1:, :7000]), atol=1e-4, rtol=0
+    )
+    deployed = FAMILY.deploy(model, structured=True)
+    assert deployed.sew.encoder.layers[0].attention.num_heads == 2  # the family deploys the shrunk model
+    assert sum(p.numel() for p in deployed.parameters()) < sum(p.numel() for p in model.parameters())
 
 
 # ----------------------------------------------------------------------------- schedules
 
 
+def tone_utterances(count: int = 2) -> list[Utterance]:
+    rng = np.random.default_rng(0)
+    clips = tone_clips(0.15)
+    return [Utterance(f"tone-{i}", *join_digits([clips[1], clips[2]], rng, TINY_DATA)) for i in range(count)]
+
+
+def tone_data() -> SewData:
+    return SewData(build_processor(), tone_utterances(), tone_clips(0.15))
+
+
 def test_structured_imp_finetune_retrains_keeps_units_dead_and_still_shrinks_exactly() -> None:
-    model, proc = build_sew(TINY, seed=0), build_processor()
-    cfg = SpeechPruneConfig(
-        method="structured-imp-finetune", amount=0.5, iterations=2, retrain_steps=3, retrain_lr=1e-2
-    )
-    counts = []
-    for _k, current in iterate_schedule(model, cfg, proc, tone_clips(0.15), TRAIN_CFG):
+    model, data = tiny(), tone_data()
+    hparams = SewHparams(retrain_steps=3, retrain_lr=1e-2, base=TRAIN_CFG)
+    schedule = get_schedule("structured-imp-finetune")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    counts, moved = [], []
+    steps = iterate_schedule(FAMILY, model, initial_state(model), data, hparams, schedule, 0.5, 2, seed=0)
+    for _k, current in steps:
         counts.append(units_remaining(current)["encoder.layers.0.feed_forward"])
         torch.testing.assert_close(logits(shrink_sew(current)), logits(current), atol=1e-5, rtol=0)
+        moved.append(not torch.equal(current.state_dict()[OUT_PROJ], before[OUT_PROJ]))
     assert counts == [64, 32, 16]  # retraining revived no unit
+    assert moved == [False, True, True]  # and it did retrain
+    assert not model.training
 
 
-def test_structured_imp_rewind_rewinds_survivors_to_the_seeded_init() -> None:
-    model, proc = build_sew(TINY, seed=TRAIN_CFG.seed), build_processor()
-    initial = initial_weights(TRAIN_CFG)
-    cfg = SpeechPruneConfig(method="structured-imp-rewind", amount=0.5, iterations=1, retrain_steps=0)
-    with torch.no_grad():  # move the weights away from init, as dense training would
+OUT_PROJ = "sew.encoder.layers.0.attention.out_proj.weight"
+
+
+def test_structured_imp_rewind_rewinds_survivors_to_the_models_initial_weights() -> None:
+    """sew-mini is built from its seed: IMP rewinds the surviving units to exactly that random init."""
+    data = tone_data()
+    model = FAMILY.prepare(FAMILY.build("sew-mini", data, seed=3))
+    initial = initial_state(model)
+    again = initial_state(FAMILY.prepare(FAMILY.build("sew-mini", data, seed=3)))
+    other = initial_state(FAMILY.prepare(FAMILY.build("sew-mini", data, seed=4)))
+    assert all(torch.equal(initial[k], again[k]) for k in initial)  # the seed fixes the init
+    assert not torch.equal(initial[OUT_PROJ], other[OUT_PROJ])
+    with torch.no_grad():  # move the weights away from init, as training would
         for p in model.parameters():
             p.add_(0.1)
-    *_, (k, pruned) = iterate_schedule(model, cfg, proc, tone_clips(0.15), TRAIN_CFG, initial)
-    proj = pruned.sew.encoder.layers[0].attention.v_proj
-    want = initial["sew.encoder.layers.0.attention.v_proj.weight"] * proj.weight_mask
-    assert k == 1 and torch.equal(proj.weight, want)
+    hparams = SewHparams(retrain_steps=0, base=TRAIN_CFG)
+    schedule = get_schedule("structured-imp-rewind")
+    *_, (k, pruned) = iterate_schedule(FAMILY, model, initial, data, hparams, schedule, 0.5, 1, seed=0)
+    assert k == 1
+    layer = pruned.sew.encoder.layers[0]
+    for name, module in (
+        ("attention.v_proj", layer.attention.v_proj),
+        ("feed_forward.intermediate_dense", layer.feed_forward.intermediate_dense),
+    ):
+        want = initial[f"sew.encoder.layers.0.{name}.weight"] * module.weight_mask
+        assert torch.equal(module.weight, want), name
+        assert 0 < int(module.weight_mask.any(dim=1).sum()) < module.weight_mask.shape[0], name
+    assert torch.equal(pruned.lm_head.weight, initial["lm_head.weight"])  # unpruned layers rewound too
+    assert units_remaining(pruned)["encoder.layers.0.attention"] == 1
 
 
 def test_static_metrics_of_a_structured_step_are_of_the_shrunk_model() -> None:
-    from prunelib.families.sew.wer import evaluate_wer  # noqa: F401  (static_metrics scores WER)
-
-    from .test_sweep import tone_utterances
-
-    model, proc, data = tiny(), build_processor(), tone_utterances(2)
-    dense = static_metrics(copy.deepcopy(model), proc, data, structured=True)
+    model, data = tiny(), SewData(build_processor(), tone_utterances(2))
+    dense = static_metrics(FAMILY, copy.deepcopy(model), data, structured=True)
     structured_prune_step(model, 0.5)
-    masked = static_metrics(model, proc, data, structured=False)
-    shrunk = static_metrics(model, proc, data, structured=True)
+    masked = static_metrics(FAMILY, model, data, structured=False)
+    shrunk = static_metrics(FAMILY, model, data, structured=True)
     assert masked["wer"] == shrunk["wer"] and masked["sparsity"] == shrunk["sparsity"] > 0
     assert masked["neuron_sparsity"] == shrunk["neuron_sparsity"] == pytest.approx(unit_sparsity(model))
     assert dense["neuron_sparsity"] == 0 and dense["params_deployed"] == masked["params_deployed"]

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from prunelib.families.sew.data import Utterance, dataset_folder, read_librispeech
-from prunelib.families.sew.models import VOCAB, build_processor, build_sew, load_speech_model
+from prunelib.families.sew.load import load_speech_model
+from prunelib.families.sew.models import VOCAB, build_processor, build_sew
 from prunelib.families.sew.wer import evaluate_wer, normalise_transcript, transcribe, word_error_rate
 
 from .tiny import TINY
