@@ -19,7 +19,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_documented_bench_options_are_registered() -> None:
     from prunelib.plugin.options import OPTIONS
 
-    registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick"}
+    registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick", "--prune-embeddings"}
     documented = set(re.findall(r"`(--prune-[a-z-]+)", (ROOT / "README.md").read_text()))
     assert documented and documented <= registered, f"README documents unknown options {documented - registered}"
 

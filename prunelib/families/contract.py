@@ -147,6 +147,8 @@ class Family(ABC):
         parity_atol: how far ONNX Runtime's fp32 outputs may sit from PyTorch's.
         floors: dense metric each (dataset, model) must reach, ``(full, quick)``; a bench gate.
         smoke: the (dataset, model) small enough for the contract tests (default: the first of each).
+        lottery: (dataset, model) pairs on which the lottery-ticket result must hold (IMP with
+            rewinding keeps the metric where one-shot pruning collapses); a bench gate, off elsewhere.
         bench_methods: the methods ``pytest bench/`` runs when ``--prune-methods`` is not given
             (empty: the ini default, the lab's four).
     """
@@ -165,6 +167,7 @@ class Family(ABC):
     parity_atol: ClassVar[float] = 1e-4
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {}
     smoke: ClassVar[tuple[str, str] | None] = None
+    lottery: ClassVar[tuple[tuple[str, str], ...]] = ()
     bench_methods: ClassVar[tuple[str, ...]] = ()
 
     # ------------------------------------------------------------------ data and model

@@ -49,6 +49,9 @@ class MlpFamily(Family):
         ("sst2", "sst2-mlp"): (0.80, 0.70),
     }
 
+    #: Where the lab (and the lottery-ticket paper) found IMP with rewinding far ahead of one-shot pruning.
+    lottery = (("mnist5k", "lenet300"), ("mnist5k", "mlp1m"), ("mnist", "lenet300"), ("fashion-mnist", "lenet300"))
+
     def default_model(self, dataset: str) -> str:
         return "sst2-mlp" if dataset == "sst2" else "lenet300"
 
