@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from prunelib.families.datadir import DataError, data_root
 from prunelib.plugin.options import prune_option
 from prunelib.sweep.cache import SweepArtifacts, default_cache_root, prepare_sweep
 from prunelib.sweep.loaded import Loaded, load
@@ -89,18 +90,24 @@ def suite_of(config: pytest.Config) -> Suite:
             raw[name] = prune_option(config, f"--prune-{name}")
         if raw["family"] is None:
             raw["family"] = prune_option(config, "--prune-family")
-        raw["ini_datasets"] = prune_option(config, "--prune-datasets")
-        raw["ini_methods"] = prune_option(config, "--prune-methods")
+        raw["ini_datasets"] = config.getini("prune_datasets") or None
+        raw["ini_methods"] = config.getini("prune_methods") or None
         raw["data_dir"] = config.getoption("--prune-data-dir")
         raw["quick"] = config.getoption("--prune-quick")
         raw["embeddings"] = config.getoption("--prune-embeddings")
         try:
             opts = parse_options(raw)
+            data_root(opts.data_dir)  # a named data dir that does not exist stops the run before collection
         except (OptionError, ValueError) as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise pytest.UsageError(f"--prune-data-dir: {exc}" if isinstance(exc, DataError) else str(exc)) from None
         cache = prune_option(config, "--prune-cache-dir")
         config.stash[SUITE] = Suite(opts, Path(cache) if cache else default_cache_root(), sweep_specs(opts))
     return config.stash[SUITE]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Parse the options once, before collection: a bad value is one usage error, not one per test module."""
+    suite_of(config)
 
 
 def _param(value: Any, id: str, reason: str = "") -> Any:
