@@ -5,16 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from prunelib.families.contract import Metric
+from prunelib.results.knee import EPS
 
 
 def tolerated_sparsity(frame: pd.DataFrame, metric: Metric, tolerance: float = 0.01) -> pd.Series:
     """Per group, the highest sparsity level whose metric stays within ``tolerance`` of the group's dense value."""
     out = {}
     for group, part in frame.groupby("group", sort=False):
-        part = part.sort_values("sparsity")
+        part = part.sort_values("sparsity", kind="stable")
         dense = float(part[metric.name].iloc[0])
         worse = part[metric.name].map(lambda v, d=dense: metric.loss(d, float(v)))
-        ok = part.loc[worse <= tolerance, "sparsity"]
+        ok = part.loc[worse <= tolerance + EPS, "sparsity"]
         out[group] = float(ok.max()) if len(ok) else 0.0
     return pd.Series(out, name="tolerated_sparsity")
 

@@ -83,6 +83,7 @@ def load_into(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> nn.Modul
         base = attr[: -len("_mask")]
         if (
             module is None
+            or tensors[key].dtype != torch.bool  # model_tensors writes pruning masks as bool; others are buffers
             or not hasattr(module, base)
             or (base not in dict(module.named_parameters(recurse=False)) and base not in _pruned(module))
         ):

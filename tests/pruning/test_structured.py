@@ -1,8 +1,8 @@
 """Structured L2 unit pruning: the counting rule, the mask invariants, and exact shrinking.
 
 The generic pieces (:mod:`prunelib.pruning.structured`: criterion, ``neuron_prune``,
-``shrink_pair``) are tested here with the MLP's neuron helpers
-(:mod:`prunelib.families.mlp.structured`) as their first user.
+``shrink_pair``) are tested here with the MLP's neuron helpers as their first user; the MLP's
+own helpers and its ``shrink`` are tested in ``tests/families/mlp/test_structured.py``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ from torch.nn.utils import prune
 from prunelib.families.mlp.models import MLP
 from prunelib.families.mlp.structured import (
     hidden_linears,
-    hidden_parameters,
     neurons_remaining,
-    shrink,
     structured_prune_step,
 )
-from prunelib.pruning.criteria import initial_state, rewind
 from prunelib.pruning.structured import (
     L2NeuronStructured,
     alive_neurons,
@@ -87,8 +84,6 @@ def test_invalid_arguments_raise() -> None:
         count_to_prune(0.5, 0)
     with pytest.raises(ValueError, match="'bias'"):
         neuron_prune([(nn.Linear(3, 4), "bias")], 0.5)
-    with pytest.raises(TypeError, match="Sequential"):
-        hidden_linears(nn.Sequential(nn.Linear(3, 4)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -123,69 +118,6 @@ def test_exact_counts_masks_and_ranking(hidden, steps, levels_seed, in_features)
             if newly:
                 assert max(before[name][i] for i in newly) < min(before[name][i] for i in kept)
             previous[name] = rows
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    hidden=widths,
-    steps=amounts,
-    seed=st.integers(0, 2**16),
-    in_features=st.integers(1, 8),
-    batch=st.integers(1, 4),
-    embed=st.booleans(),
-    removed=st.booleans(),
-)
-def test_shrink_is_exact(hidden, steps, seed, in_features, batch, embed, removed) -> None:
-    model = make_mlp(in_features, hidden, seed, vocab_size=20 if embed else 0)
-    for a in steps:
-        structured_prune_step(model, a)
-    if removed:
-        for m, name in hidden_parameters(model):
-            prune.remove(m, name)
-            prune.remove(m, "bias")
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 20, (batch, 7), generator=gen) if embed else torch.randn(batch, in_features, generator=gen)
-    state = copy.deepcopy(model.state_dict())
-    small = shrink(model)
-    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
-    assert [m.out_features for _, m in hidden_linears(small)] == list(neurons_remaining(model).values())
-    assert list(neurons_remaining(model).values()) == expected_widths(hidden, steps)[-1]
-    assert not any(hasattr(m, "weight_mask") for m in small.modules())
-    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # input untouched
-
-
-def test_shrink_after_rewind_keeps_initial_survivors() -> None:
-    """IMP: prune -> rewind (masks kept) -> shrink gives the initial weights of the survivors."""
-    model = make_mlp(8, [16, 12], 1)
-    init = initial_state(model)
-    with torch.no_grad():  # stands in for training
-        for p in model.parameters():
-            p.add_(0.5)
-    structured_prune_step(model, 0.5)
-    model(torch.randn(1, 8))
-    rewind(model, init)  # no forward after this: cached .weight attributes are stale
-    keep = [alive_neurons(m) for _, m in hidden_linears(model)]
-    assert [int(k.sum()) for k in keep] == [8, 6]
-    small = shrink(model)
-    torch.testing.assert_close(small.layers[0].weight, init["layers.0.weight"][keep[0]], rtol=0, atol=0)
-    torch.testing.assert_close(small.layers[0].bias, init["layers.0.bias"][keep[0]], rtol=0, atol=0)
-    torch.testing.assert_close(small.out.weight, init["out.weight"][:, keep[1]], rtol=0, atol=0)
-    x = torch.randn(5, 8)
-    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
-    structured_prune_step(model, 0.5)  # the schedule can go on pruning the rewound model
-    assert list(neurons_remaining(model).values()) == [4, 3]
-
-
-def test_fully_dead_layer_shrinks_to_one_unit() -> None:
-    model = make_mlp(4, [5, 3], 2)
-    with torch.no_grad():
-        model.layers[2].weight.zero_()
-        model.layers[2].bias.zero_()
-    assert neurons_remaining(model) == {"layers.0": 5, "layers.2": 0}
-    small = shrink(model)
-    assert small.layers[2].out_features == 1
-    x = torch.randn(3, 4)
-    torch.testing.assert_close(small(x), model(x), rtol=0, atol=1e-6)
 
 
 def test_shrink_pair_conv1d_channels() -> None:
@@ -223,17 +155,6 @@ def test_criterion_is_a_torch_pruning_method() -> None:
         layer.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1, 0], [3, 0, 0], [0, 0, 2]]))
     L2NeuronStructured.apply(layer, "weight", 0.5)
     assert layer.weight_mask.any(dim=1).tolist() == [False, False, True, True]  # equal norms: lower index first
-
-
-def test_shrink_keeps_any_input_embedding() -> None:
-    """The input side is copied whole, e.g. torch's EmbeddingBag in place of MeanEmbedding."""
-    model = make_mlp(6, [10, 7], 3)
-    model.embedding = nn.EmbeddingBag(20, 6, mode="mean", padding_idx=0)
-    structured_prune_step(model, 0.6)
-    tokens = torch.randint(0, 20, (4, 9), generator=torch.Generator().manual_seed(0))
-    small = shrink(model)
-    assert isinstance(small.embedding, nn.EmbeddingBag) and small.embedding is not model.embedding
-    torch.testing.assert_close(small(tokens), model(tokens), rtol=0, atol=1e-6)
 
 
 def test_neuron_prune_works_on_any_list_of_layers_and_ignores_the_seed() -> None:

@@ -11,8 +11,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from prunelib.families.contract import Metric
 from prunelib.fileio import write_text_atomic
+from prunelib.report import rows as report_rows
 from prunelib.report import writer as report
+from prunelib.results.schema import LEGACY_METRICS
+from prunelib.results.sensitivity import sensitivity_summary, tolerated_sparsity
 
 pytest_plugins = ["pytester"]
 
@@ -191,7 +195,7 @@ def test_benchmark_rows_flattens_extra_info_and_stats() -> None:
     assert row["latency_std_s"] == pytest.approx(0.0002)
     assert row["latency_median_s"] == pytest.approx(0.004 * 0.98)
     assert bool(row["has_stats"]) is True
-    assert set(report.STABLE_KEYS) <= set(rows.columns)
+    assert set(report_rows.STABLE_KEYS) <= set(rows.columns)
 
 
 def test_benchmark_rows_tolerates_missing_stats_keys_and_junk() -> None:
@@ -200,7 +204,7 @@ def test_benchmark_rows_tolerates_missing_stats_keys_and_junk() -> None:
     assert len(rows) == 2
     assert rows["latency_mean_s"].isna().all()
     assert not rows["has_stats"].astype(bool).any()
-    assert set(report.STABLE_KEYS) <= set(rows.columns)
+    assert set(report_rows.STABLE_KEYS) <= set(rows.columns)
 
 
 def test_benchmark_rows_rejects_non_dict() -> None:
@@ -250,7 +254,7 @@ def test_report_contents(tmp_path: Path) -> None:
     assert machine_at < 6 and all(not line.startswith("## ") for line in lines[:machine_at])  # machine first
     assert "Cortex-A72" in readme
     # order: lab table, plots, knee, extras
-    mnist = readme.index("## mnist5k / lenet300 (accuracy)")
+    mnist = readme.index("## mnist5k / lenet300 (Accuracy, higher is better)")
     assert readme.index("### imp-rewind", mnist) < readme.index("### Plots", mnist) < readme.index("### Knee", mnist)
     assert readme.index("## fsdd / speech-mlp (WER, lower is better)") < readme.index("## Extras")
     start = readme[:mnist].count("\n")
@@ -433,7 +437,8 @@ def test_inference(benchmark, method, iteration):
 HOOKS_CONFTEST = """
 from pathlib import Path
 from prunelib.measure.machine import update_machine_info
-from prunelib.report.writer import bench_from_session, write_run_report
+from prunelib.report.rows import bench_from_session
+from prunelib.report.writer import write_run_report
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     update_machine_info(machine_info)
@@ -501,9 +506,12 @@ def test_sensitivity_summary_reads_the_numbers() -> None:
             "accuracy": [0.95, 0.945, 0.90, 0.95, 0.80, 0.50],
         }
     )
-    tolerated = report.tolerated_sparsity(frame, "accuracy")
+    tolerated = tolerated_sparsity(frame, LEGACY_METRICS["accuracy"])
     assert tolerated.to_dict() == {"a": 0.5, "b": 0.0}
-    text = report.sensitivity_summary(frame, "accuracy")
+    text = sensitivity_summary(frame, LEGACY_METRICS["accuracy"])
     assert "Most sensitive: `b`" in text and "most tolerant: `a`" in text
     wer = frame.rename(columns={"accuracy": "wer"}).assign(wer=[0.1, 0.105, 0.3, 0.1, 0.1, 0.2])
-    assert report.tolerated_sparsity(wer, "wer").to_dict() == {"a": 0.5, "b": 0.5}
+    assert tolerated_sparsity(wer, LEGACY_METRICS["wer"]).to_dict() == {"a": 0.5, "b": 0.5}
+    # a family's own metric, by its direction: a lower-is-better "loss" reads like WER
+    loss = wer.rename(columns={"wer": "loss"})
+    assert tolerated_sparsity(loss, Metric("loss", higher_is_better=False, high=10)).to_dict() == {"a": 0.5, "b": 0.5}

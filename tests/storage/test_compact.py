@@ -19,11 +19,10 @@ from safetensors.numpy import save as st_save
 from torch.nn.utils import prune
 
 from prunelib.families.mlp.models import ModelSpec, build_model
-from prunelib.pruning.criteria import named_masks
 from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.storage.compact import compact_bytes, compact_stats, entropy_bound_bytes, load_compact, save_compact
 from prunelib.storage.lab import disk_dense_bytes
-from prunelib.storage.modelfile import load_into, load_model_compact, model_tensors, save_model_compact
+from prunelib.storage.modelfile import model_tensors
 
 torch.set_num_threads(1)
 
@@ -144,19 +143,6 @@ def test_float_mask_equal_to_support_costs_no_payload(tmp_path: Path) -> None:
     assert_bit_exact(state, load_compact(tmp_path / "x"))
 
 
-def pruned_mlp(density: float, name: str = "mlp1m", seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised preset, pruned globally by magnitude to ``density``."""
-    torch.manual_seed(seed)
-    model = build_model(ModelSpec(name, 784, 10))
-    params = linear_and_conv_weights(model)
-    if density < 1.0:
-        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=1.0 - density)
-    else:
-        for module, p_name in params:
-            prune.identity(module, p_name)
-    return model
-
-
 def binary_entropy(d: float) -> float:
     return 0.0 if d in (0.0, 1.0) else -(d * math.log2(d) + (1 - d) * math.log2(1 - d))
 
@@ -196,50 +182,6 @@ def test_lower_precision_is_within_its_bound(mlp1m_base: torch.nn.Module, precis
     stats, fp32 = compact_stats(state, precision), compact_stats(state, "fp32")
     assert stats.disk_compact_bytes <= 1.10 * stats.disk_bound_bytes + 4096
     assert stats.disk_compact_bytes < fp32.disk_compact_bytes
-
-
-def test_pruned_model_restores_exactly(tmp_path: Path) -> None:
-    model = pruned_mlp(0.3, "lenet300", seed=1)
-    prune.global_unstructured(
-        linear_and_conv_weights(model), pruning_method=prune.L1Unstructured, amount=0.5
-    )  # two masks deep
-    save_model_compact(model, tmp_path / "m.compact")
-    fresh = build_model(ModelSpec("lenet300", 784, 10))
-    load_model_compact(fresh, tmp_path / "m.compact")
-    x = torch.randn(16, 784)
-    assert torch.equal(model(x), fresh(x))
-    masks, restored = named_masks(model), named_masks(fresh)
-    assert list(masks) == list(restored)
-    for name in masks:
-        assert torch.equal(masks[name], restored[name])
-    assert_bit_exact(model_tensors(model), model_tensors(fresh))
-
-
-def test_load_into_an_already_pruned_model_overwrites_its_masks(tmp_path: Path) -> None:
-    source, target = pruned_mlp(0.2, "lenet300", seed=2), pruned_mlp(0.7, "lenet300", seed=3)
-    load_into(target, load_compact(save_compact(model_tensors(source), tmp_path / "s").path))
-    x = torch.randn(4, 784)
-    assert torch.equal(source(x), target(x))
-
-
-def test_load_into_rejects_tensors_that_do_not_fit() -> None:
-    state = model_tensors(pruned_mlp(0.5, "lenet300"))
-    fresh = lambda: build_model(ModelSpec("lenet300", 784, 10))  # noqa: E731
-    with pytest.raises(ValueError, match="missing"):
-        load_into(fresh(), {k: v for k, v in state.items() if k != "out.bias"})
-    with pytest.raises(ValueError, match="unexpected"):
-        load_into(fresh(), {**state, "extra.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="shape"):
-        load_into(fresh(), {**state, "out.bias": torch.zeros(3)})
-    with pytest.raises(ValueError, match="no mask"):
-        load_into(pruned_mlp(0.5, "lenet300"), {k: v for k, v in state.items() if k != "out.weight_mask"})
-
-
-def test_model_tensors_rejects_non_binary_masks() -> None:
-    model = pruned_mlp(0.5, "lenet300")
-    model.out.weight_mask[0, 0] = 0.5
-    with pytest.raises(ValueError, match="0/1"):
-        model_tensors(model)
 
 
 @pytest.mark.parametrize(
