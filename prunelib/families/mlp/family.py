@@ -50,7 +50,7 @@ class MlpFamily(Family):
         ("mnist", "lenet300"): (0.97, 0.95),
         ("fashion-mnist", "lenet300"): (0.85, 0.80),
         ("sst2", "sst2-mlp"): (0.80, 0.70),
-        ("sst2", "sst2-bow"): (0.75, 0.70),
+        ("sst2", "sst2-bow"): (0.77, 0.75),  # measured 0.78-0.81 full (6 epochs), 0.79-0.80 quick
     }
 
     def default_model(self, dataset: str) -> str:

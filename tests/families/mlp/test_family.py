@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from prunelib.deploy.runtimes import make_runner
 from prunelib.families.mlp.data import PAD, UNK, Split, Splits
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.models import BAG_OF_WORDS, PRESETS, BagOfWords, MeanEmbedding
@@ -210,3 +211,20 @@ def test_real_sst2_bow_reads_the_5000_most_frequent_training_words(sst2_small: S
     in_cap = ((ids >= 2) & (ids < 5002)).sum(1).float()
     assert torch.equal(features.sum(1), in_cap)  # every capped word counted once per occurrence
     assert weight_count(FAMILY.prunable(model)) == 1_346_048
+
+
+@pytest.mark.parametrize("structured", [False, True], ids=["unstructured", "structured"])
+@pytest.mark.parametrize("runtime, precision", [(r, p) for r in FAMILY.runtimes for p in FAMILY.precisions])
+def test_sst2_bow_deploys_on_every_runtime_and_precision(
+    bow_root: Path, runtime: str, precision: str, structured: bool
+) -> None:
+    if runtime == "torch-sparse" and precision == "int8":
+        pytest.skip("torch-sparse has no int8 kernels (rejected by check_deployable)")
+    data = load_toy(bow_root, "sst2-bow")
+    model = FAMILY.build("sst2-bow", data, seed=0)
+    if structured:
+        FAMILY.structured_step(model, 0.5, seed=0)
+    else:
+        magnitude_prune(FAMILY.prunable(model), 0.9)
+    run = make_runner(FAMILY, model, data, runtime, structured=structured, precision=precision)  # checks parity
+    assert tuple(run(FAMILY.example_inputs(data, 3)).shape) == (3, 2)
