@@ -134,6 +134,9 @@ class MLP(nn.Module):
 def build_model(spec: ModelSpec) -> MLP:
     """Build the preset ``spec.name`` for the shapes in ``spec``.
 
+    Token data (``vocab_size > 0``) goes through the preset's :class:`BagOfWords` when it is in
+    :data:`BAG_OF_WORDS`, else a :class:`MeanEmbedding`; other data is flattened into the MLP.
+
     Raises:
         ValueError: unknown preset name (the message lists the known ones).
     """
