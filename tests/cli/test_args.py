@@ -48,7 +48,7 @@ def test_parser_errors_raise_instead_of_exiting() -> None:
     "given, family, dataset, model",
     [
         ({}, "mlp", "mnist5k", "lenet300"),
-        ({"dataset": "sst2"}, "mlp", "sst2", "sst2-mlp"),
+        ({"dataset": "sst2"}, "mlp", "sst2", "sst2-bow"),
         ({"dataset": "fsdd"}, "sew", "fsdd", "sew-fsdd"),
         ({"dataset": "fsdd", "model": "sew-mini"}, "sew", "fsdd", "sew-mini"),
         ({"family": "sew"}, "sew", "fsdd", "sew-fsdd"),

@@ -40,7 +40,7 @@ def test_quick_hparams_train_shorter_with_the_same_step(dataset: str) -> None:
 
 
 def test_default_model_and_pairs() -> None:
-    assert FAMILY.default_model("mnist5k") == "lenet300" and FAMILY.default_model("sst2") == "sst2-mlp"
+    assert FAMILY.default_model("mnist5k") == "lenet300" and FAMILY.default_model("sst2") == "sst2-bow"
     assert FAMILY.default_pair == ("mnist5k", "lenet300") == FAMILY.smoke_pair
     with pytest.raises(ValueError, match=r"no model 'vgg'"):
         FAMILY.check_model("vgg")

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from prunelib.families.mlp.models import MLP, PRESETS, MeanEmbedding, ModelSpec, build_model
+from prunelib.families.mlp.models import BAG_OF_WORDS, MLP, PRESETS, BagOfWords, MeanEmbedding, ModelSpec, build_model
 from prunelib.pruning.criteria import magnitude_prune
 from prunelib.pruning.params import count_parameters, effective_parameters, linear_and_conv_weights
 
@@ -41,6 +41,14 @@ def test_token_model_embeds_then_classifies() -> None:
     assert model.embedding.embedding.weight.shape == (50, 8)
     assert model(torch.randint(0, 50, (5, 7))).shape == (5, 2)
     assert count_parameters(model) == 50 * 8 + linear_count([8, *PRESETS["sst2-mlp"], 2])
+
+
+@pytest.mark.parametrize("vocab_size, words", [(50, 48), (6000, 5000)], ids=["small-vocabulary", "capped"])
+def test_bag_of_words_preset_counts_words_then_classifies(vocab_size: int, words: int) -> None:
+    model = build_model(ModelSpec("sst2-bow", in_features=7, num_classes=2, vocab_size=vocab_size))
+    assert isinstance(model.embedding, BagOfWords) and model.embedding.words == words <= BAG_OF_WORDS["sst2-bow"]
+    assert model(torch.randint(0, vocab_size, (5, 7))).shape == (5, 2)
+    assert count_parameters(model) == linear_count([words, *PRESETS["sst2-bow"], 2])  # no embedding table
 
 
 def test_mean_embedding_matches_embedding_bag_and_ignores_padding() -> None:
