@@ -11,7 +11,8 @@ import pandas as pd
 
 from prunelib.results.schema import row_metrics
 
-#: extra_info keys every benchmark entry should carry (``wer`` may replace ``accuracy``).
+#: extra_info keys every benchmark entry carries, in JSON of every age (the metric's own key is named by
+#: ``metric``; see :mod:`prunelib.results.schema`, whose ``EXTRA_INFO_KEYS`` newer entries carry in full).
 STABLE_KEYS: tuple[str, ...] = (
     "dataset",
     "model",
@@ -20,7 +21,6 @@ STABLE_KEYS: tuple[str, ...] = (
     "amount",
     "sparsity",
     "sparsity_model",
-    "accuracy",
     "params_total",
     "params_nonzero",
     "disk_dense_bytes",
@@ -36,7 +36,6 @@ STABLE_KEYS: tuple[str, ...] = (
 #: Runtimes that run the model (other timed entries, e.g. ``compact-load``, are not inference).
 INFERENCE_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "torch-sparse")
 
-OPTIONAL_KEYS: tuple[str, ...] = ("wer", "disk_compact_bytes", "disk_bound_bytes", "flops", "precision")
 
 #: pytest-benchmark stats (seconds) → result columns.
 STATS_COLUMNS: dict[str, str] = {
@@ -174,7 +173,7 @@ def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:
         notes.append(
             f"{no_stats} of {len(rows)} entries have no timing stats (e.g. `--benchmark-disable`): latency is n/a for them."
         )
-    lacking = {k: int(rows[k].isna().sum()) for k in STABLE_KEYS if k != "accuracy"}
+    lacking = {k: int(rows[k].isna().sum()) for k in STABLE_KEYS}
     metric_missing = int(row_metrics(rows)["value"].isna().sum())
     if metric_missing:
         lacking["the metric (accuracy, wer, ...)"] = metric_missing
