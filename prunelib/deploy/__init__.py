@@ -1,0 +1,1 @@
+"""Deployment: turning a pruned model into something a device runs (ExecuTorch programs)."""
