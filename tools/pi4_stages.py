@@ -265,22 +265,27 @@ def stage_ort_int8_static_qdq(info: dict, ctx: dict) -> dict:
 
 
 def stage_torch_int8_qnnpack(info: dict) -> dict:
-    """torch.ao dynamic int8 with the qnnpack engine on both machines (same kernels' maths)."""
+    """prunelib's dynamic int8 (torch.ao), with the qnnpack engine on both machines (same kernels).
+
+    On aarch64 prunelib picks qnnpack itself (the default there, ``x86``, raises); on x86 it is
+    forced here so that both runs compute the same thing.
+    """
     import torch
 
-    from prunelib.quantize import dynamic_int8
+    from prunelib.quantize import dynamic_int8, quantized_engine
 
-    picked = dynamic_int8  # prunelib's own path selects qnnpack on ARM (checked in imports)
-    model = picked(_pruned_mlp())
+    info["prunelib_engine"] = quantized_engine()
     torch.backends.quantized.engine = "qnnpack"
+    import prunelib.quantize as q
+
+    original, q.quantized_engine = q.quantized_engine, lambda: "qnnpack"  # keep the forced engine
+    try:
+        model = dynamic_int8(_pruned_mlp())
+    finally:
+        q.quantized_engine = original
+    info["engine"] = torch.backends.quantized.engine
     with torch.no_grad():
-        from torch.ao.quantization import quantize_dynamic
-
-        from prunelib.pruning import remove_reparametrization
-
-        q = quantize_dynamic(remove_reparametrization(_pruned_mlp()).eval(), {torch.nn.Linear}, dtype=torch.qint8)
-        info["engine"] = torch.backends.quantized.engine
-        return {"out": _np(q(_x((8, 784)))), "prunelib_path_out_shape": np.array(model(_x((8, 784))).shape)}
+        return {"out": _np(model(_x((8, 784))))}
 
 
 def stage_structured_shrink(info: dict) -> dict:

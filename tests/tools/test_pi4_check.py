@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import pi4_check
 import pi4_stages
+import pi4_userland
 
 
 def test_uniform_is_platform_exact():
@@ -85,6 +86,13 @@ def test_a_stage_that_dies_is_named_and_its_package_skipped(tmp_path):
     assert rows[0][:2] == ["imports", "FAIL"] and "onnxruntime 1.21.0 on Cortex-A72, ARMv8.0-A" in rows[0][2]
 
 
+def test_a_python_error_is_not_blamed_on_the_instruction_set(tmp_path):
+    arm = {"ort_int8_dynamic": {"error": "NotImplemented: ConvInteger(10)", "info": {}}}
+    rows, ok = pi4_check.report(["ort_int8_dynamic"], {"ort_int8_dynamic": {}}, arm, tmp_path, tmp_path,
+                                {"onnxruntime": "1.23.2"})
+    assert not ok and rows[0][2].startswith("onnxruntime 1.23.2 (a Python error, not the instruction set)")
+
+
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-as") is None, reason="binutils-aarch64-linux-gnu not installed")
 def test_crypto_scan_counts_aes_and_sha(tmp_path):
     src = tmp_path / "c.s"
@@ -93,16 +101,16 @@ def test_crypto_scan_counts_aes_and_sha(tmp_path):
                    " add x0, x0, x1\n fmla v0.4s, v1.4s, v2.4s\n ret\n")
     subprocess.run(["aarch64-linux-gnu-as", "-march=armv8-a+crypto", str(src), "-o", str(tmp_path / "c.o")], check=True)
     subprocess.run(["aarch64-linux-gnu-ld", "-shared", "-o", str(tmp_path / "libc_test.so"), str(tmp_path / "c.o")], check=True)
-    assert pi4_check.scan_crypto(tmp_path) == {"libc_test.so": 5}
+    assert pi4_userland.scan_crypto(tmp_path) == {"libc_test.so": 5}
 
 
 def test_wheel_set_drops_cuda_and_x86_only(monkeypatch):
     pins = {"torch": "2.13.0+cpu", "nvidia-cudnn-cu13": "9", "triton": "3", "numpy": "2.4.6", "prunelib": "0.1.0"}
     out = json.dumps({"pins": pins, "missing": []})
-    monkeypatch.setattr(pi4_check.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, out, ""))
-    assert pi4_check.wheel_set("python3") == ["numpy==2.4.6", "torch==2.13.0"]
+    monkeypatch.setattr(pi4_userland.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, out, ""))
+    assert pi4_userland.wheel_set("python3") == ["numpy==2.4.6", "torch==2.13.0"]
 
 
 def test_project_requirements_include_executorch():
-    reqs = pi4_check.project_requirements()
+    reqs = pi4_userland.project_requirements()
     assert any(r.startswith("torch") for r in reqs) and any(r.startswith("executorch") for r in reqs)
