@@ -198,8 +198,20 @@ def _wheel_files(wheels: Path, reqs: list[str]) -> list[Path]:
     return [files[norm_name(r.replace("==", "-"))] for r in reqs]
 
 
-def install_site(wheels: Path, reqs: list[str], site: Path, pyver: str) -> None:
+def install_site(wheels: Path, reqs: list[str], site: Path, pyver: str, keep: int = 2) -> None:
+    """Install ``reqs`` from ``wheels`` into ``site`` (once); keep at most ``keep`` site folders.
+
+    Each wheel set (e.g. one ``--with onnxruntime==...``) gets its own 2 GB folder; the least
+    recently used beyond ``keep`` are deleted with their CUDA stubs.
+    """
+    site.parent.mkdir(parents=True, exist_ok=True)
+    others = sorted((p for p in site.parent.glob("site-*") if p.is_dir() and not p.name.endswith("-cudastubs")
+                     and p != site), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[max(keep - 1, 0):]:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old.with_name(old.name + "-cudastubs"), ignore_errors=True)
     if (site / ".complete").exists():
+        site.touch()  # most recently used
         return
     shutil.rmtree(site, ignore_errors=True)
     log("pip install --target (aarch64 wheels)")

@@ -114,3 +114,15 @@ def test_wheel_set_drops_cuda_and_x86_only(monkeypatch):
 def test_project_requirements_include_executorch():
     reqs = pi4_userland.project_requirements()
     assert any(r.startswith("torch") for r in reqs) and any(r.startswith("executorch") for r in reqs)
+
+
+def test_install_site_keeps_the_two_most_recent(tmp_path):
+    import os
+
+    for i, name in enumerate(["site-a", "site-b", "site-c"]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".complete").write_text("ok")
+        (tmp_path / f"{name}-cudastubs").mkdir()
+        os.utime(tmp_path / name, (i, i))
+    pi4_userland.install_site(tmp_path / "wheels", [], tmp_path / "site-a", "3.11")  # complete: no install
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site-a", "site-a-cudastubs", "site-c", "site-c-cudastubs"]
