@@ -134,12 +134,17 @@ print(json.dumps({"pins": out, "missing": missing}))
 
 
 def project_requirements() -> list[str]:
-    """prunelib's dependencies from pyproject.toml plus the executorch extra (executorch, torchao)."""
+    """prunelib's dependencies, its ``dev`` extra and the executorch extra, from pyproject.toml.
+
+    The ``executorch`` extra may not exist yet in pyproject; then its packages are named here.
+    """
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extra = project.get("optional-dependencies", {}).get("executorch") or ["executorch", "torchao"]
-    return [*project["dependencies"], *extra]
+    extras = project.get("optional-dependencies", {})
+    executorch = extras.get("executorch") or ["executorch", "torchao"]
+    dev = [r for r in extras.get("dev", []) if not r.replace(" ", "").startswith("prunelib[")]
+    return [*project["dependencies"], *dev, *executorch]
 
 
 def wheel_set(python: str) -> list[str]:
