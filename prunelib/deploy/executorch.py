@@ -237,9 +237,12 @@ def check_pte_parity(model: nn.Module, pte: bytes, inputs: torch.Tensor,
     """Run ``pte`` and ``model`` (fp32 PyTorch) on ``inputs`` and compare.
 
     Args:
-        atol: bound on the largest absolute difference; ``None`` means 1e-5 for an fp32
-            program (XNNPACK reorders sums) and :func:`int8_atol` otherwise (judged by the
-            program's own output: the caller knows which it built, so pass ``atol`` for clarity).
+        model: the PyTorch model the program was lowered from (pruning hooks allowed).
+        pte: program bytes from :func:`to_pte`.
+        inputs: a batch of the program's input shape.
+        atol: bound on the largest absolute difference; ``None`` means 1e-5, the fp32 bound
+            (XNNPACK sums in another order). For an int8 program pass :func:`int8_atol` of
+            the fp32 output.
 
     Returns:
         The difference and bound; ``.ok`` says whether the program agrees.
