@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+from prunelib.deploy.runtimes import runtime_missing
 from prunelib.families.datadir import DataError, data_root
 from prunelib.plugin.options import prune_option
 from prunelib.sweep.cache import SweepArtifacts, default_cache_root, prepare_sweep
@@ -45,11 +46,14 @@ class InferenceCase:
     iteration: int
     runtime: str
     batch: int
+    threads: int = 1
+    several_threads: bool = False  # more than one --prune-threads value: the id names the count
 
     @property
     def id(self) -> str:
         batch = f"-b{self.batch}" if self.spec.resolve().batched else ""
-        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}"
+        threads = f"-t{self.threads}" if self.several_threads else ""
+        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}{threads}"
 
 
 @dataclass
@@ -85,9 +89,19 @@ SUITE = pytest.StashKey[Suite]()
 
 def suite_of(config: pytest.Config) -> Suite:
     if SUITE not in config.stash:
-        raw: dict[str, object] = {name: config.getoption(f"--prune-{name}") for name in RAW_OPTIONS}
-        for name in ("runtimes", "batches", "precisions", "threads", "iterations", "amount", "seed"):
-            raw[name] = prune_option(config, f"--prune-{name}")
+        raw: dict[str, object] = {name: config.getoption(f"--prune-{name.replace('_', '-')}") for name in RAW_OPTIONS}
+        for name in (
+            "runtimes",
+            "batches",
+            "precisions",
+            "threads",
+            "iterations",
+            "amount",
+            "seed",
+            "cooldown",
+            "cooldown_below",
+        ):
+            raw[name] = prune_option(config, f"--prune-{name.replace('_', '-')}")
         if raw["family"] is None:
             raw["family"] = prune_option(config, "--prune-family")
         raw["ini_datasets"] = config.getini("prune_datasets") or None
@@ -125,15 +139,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = set(metafunc.fixturenames)
     if {"inference_case", "speech_case"} & names:
         batched = "inference_case" in names
+        several = len(opts.timing_threads) > 1
         cases = [
-            InferenceCase(spec, k, runtime, batch)
+            InferenceCase(spec, k, runtime, batch, threads, several)
             for spec in suite.specs
             if spec.resolve().batched == batched
             for k in _iterations(spec)
             for runtime in opts.runtimes
             for batch in (opts.batches if batched else (1,))
+            for threads in opts.timing_threads
         ]
-        params = [_param(c, c.id, c.spec.resolve().supports(method=c.spec.method, runtime=c.runtime)) for c in cases]
+        params = [
+            _param(
+                c,
+                c.id,
+                c.spec.resolve().supports(method=c.spec.method, runtime=c.runtime) or runtime_missing(c.runtime),
+            )
+            for c in cases
+        ]
         metafunc.parametrize("inference_case" if batched else "speech_case", params)
     if "sweep_spec" in names:
         metafunc.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from prunelib.deploy.runtimes import make_runner
+from prunelib.measure.thermal import cooldown, read_board, thermal_extra_info
 from prunelib.plugin.records import extra_info, record_entry
 from prunelib.sweep.cache import load_model
 
@@ -25,7 +26,7 @@ def time_case(benchmark, case, suite, request: pytest.FixtureRequest, group: str
     sweep = suite.sweep(spec)
     model = load_model(sweep, loaded, case.iteration)
     runner = make_runner(
-        family, model, loaded.data, case.runtime, threads=suite.opts.threads,
+        family, model, loaded.data, case.runtime, threads=case.threads,
         structured=spec.schedule.structured, batch_size=case.batch,
     )  # fmt: skip
     x = family.example_inputs(loaded.data, case.batch)
@@ -34,11 +35,30 @@ def time_case(benchmark, case, suite, request: pytest.FixtureRequest, group: str
     benchmark.group = group
     info = extra_info(
         spec, case.iteration, sweep.row(case.iteration), runtime=case.runtime, batch_size=case.batch,
-        threads=suite.opts.threads,
+        threads=case.threads,
     )  # fmt: skip
+    if hasattr(runner, "disk_bytes"):  # the ExecuTorch program: this deployment's file on disk
+        info["disk_pte_bytes"] = runner.disk_bytes
+    info.update(timed_on_the_board(benchmark, runner, x, suite.opts))
     benchmark.extra_info.update(info)
     record_entry(request.config, request.node, benchmark.group, info)
+
+
+def timed_on_the_board(benchmark, runner, x, opts) -> dict:
+    """Time ``runner(x)`` with pytest-benchmark, after an optional cooldown; the board's state around it.
+
+    Returns the thermal ``extra_info`` keys (:data:`prunelib.measure.thermal.EXTRA_INFO_KEYS`):
+    SoC temperature and slowest CPU clock before and after, governor, throttled flags and the
+    verdict, plus ``cooldown_waited_s`` when ``--prune-cooldown`` is on. Missing files (x86, a
+    container) give ``None`` values, never an error.
+    """
+    waited: dict = {}
+    if opts.cooldown_s > 0:
+        _, _, seconds = cooldown(opts.cooldown_below_c, timeout_s=opts.cooldown_s)
+        waited = {"cooldown_waited_s": round(seconds, 1)}
+    before = read_board()
     benchmark(runner, x)
+    return {**thermal_extra_info(before, read_board()), **waited}
 
 
 def test_inference(benchmark, inference_case, suite, request: pytest.FixtureRequest) -> None:

@@ -7,7 +7,11 @@ shrunk when structured), then put at a precision (:func:`at_precision`), then ru
 * ``onnxruntime``: exported by :meth:`Family.export_onnx`, run by ONNX Runtime on the CPU
   (int8: the fp32 export dynamically quantized by ONNX Runtime's own tool);
 * ``torch-sparse``: each Linear run as CSR or dense, whichever was measured faster on this
-  machine (:mod:`prunelib.deploy.sparse_exec`); fp32 and fp16 only.
+  machine (:mod:`prunelib.deploy.sparse_exec`); fp32 and fp16 only;
+* ``executorch``: the deployed module exported with ``torch.export``, lowered to XNNPACK and
+  run by ExecuTorch's runtime (:mod:`prunelib.deploy.executorch`; int8 through the XNNPACK
+  quantizer, PT2E); fp32 and int8 only, one program per batch size (static shapes). The runner's
+  ``disk_bytes`` is the ``.pte`` file's size. Needs ``pip install prunelib[executorch]``.
 
 Every runner but plain torch is parity-checked against the deployed torch model on the
 family's parity inputs before it is returned (a wrong model must never be timed). Timing runs
@@ -59,6 +63,15 @@ def check_deployable(runtime: str, precision: str) -> None:
             "runtime 'torch-sparse' cannot run precision 'int8' (torch has no int8 sparse kernels); "
             "use fp32 or fp16 with torch-sparse, or int8 with torch or onnxruntime"
         )
+    if runtime == "executorch" and precision == "fp16":
+        raise ValueError("runtime 'executorch' runs fp32 or int8 (XNNPACK's PT2E quantizer), not fp16")
+
+
+def runtime_missing(runtime: str) -> str:
+    """``""`` when ``runtime``'s optional package is installed, else the reason to skip it."""
+    from prunelib.deploy.executorch import SKIP_REASON, executorch_available
+
+    return SKIP_REASON if runtime == "executorch" and not executorch_available() else ""
 
 
 def at_precision(deployed: nn.Module, precision: str) -> nn.Module:
@@ -134,13 +147,15 @@ def make_runner(
             the family does not support, or a runner whose outputs differ from PyTorch's.
     """
     check_deployable(runtime, precision)
-    reason = family.supports(runtime=runtime, precision=precision)
+    reason = family.supports(runtime=runtime, precision=precision) or runtime_missing(runtime)
     if reason:
         raise ValueError(reason)
     set_torch_threads(threads)
     deployed = deploy(family, model, structured, precision)
     if runtime == "torch":
         return family.forward(deployed)
+    if runtime == "executorch":
+        return _executorch_runner(family, model, data, structured, precision, batch_size or 1, threads)
     inputs = family.parity_inputs(data)
     expected = _numpy(family.forward(deployed)(inputs))
     if runtime == "torch-sparse":
@@ -160,6 +175,26 @@ def make_runner(
         atol = None
     run = ort_runner(session)
     family.check_outputs(expected, _numpy(run(inputs)), data, "ONNX Runtime", atol=atol)
+    return run
+
+
+def _executorch_runner(
+    family: Family, model: nn.Module, data: Any, structured: bool, precision: str, batch: int, threads: int | None
+) -> Runner:
+    """A ``.pte`` of the fp32 deployed model (int8: quantized by XNNPACK's PT2E flow, calibrated on example
+    rows) at batch ``batch``, parity-checked on the family's example inputs of that batch before it is returned."""
+    from prunelib.deploy.executorch import PteConfig, int8_atol, pte_runner, require_executorch, to_pte
+
+    require_executorch()
+    fp32 = family.deploy(model, structured)
+    example = family.example_inputs(data, batch)
+    calibration = [family.example_inputs(data, 64)] if precision == "int8" else None
+    pte = to_pte(fp32, example, PteConfig(precision), calibration=calibration)
+    run = pte_runner(pte, threads=threads)
+    expected = family.forward(fp32)(example)
+    atol = int8_atol(torch.as_tensor(expected)) if precision == "int8" else None
+    family.check_outputs(_numpy(expected), _numpy(run(example)), data, "ExecuTorch", atol=atol)
+    run.disk_bytes = len(pte)  # type: ignore[attr-defined]  # the .pte file: a size on disk of this deployment
     return run
 
 

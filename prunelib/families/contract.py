@@ -55,7 +55,7 @@ Phase = Literal["dense", "retrain"]
 Runner = Callable[[torch.Tensor], Any]
 
 #: Every runtime and precision prunelib knows (a family supports a subset).
-ALL_RUNTIMES = ("torch", "onnxruntime", "torch-sparse")
+ALL_RUNTIMES = ("torch", "onnxruntime", "torch-sparse", "executorch")
 ALL_PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -139,7 +139,8 @@ class Family(ABC):
         datasets: data sets this family reads (``--dataset``); the first is the default.
         models: model presets (the first is the default); :meth:`check_model` may accept more.
         runtimes / precisions: what its models can be deployed on (subsets of :data:`ALL_RUNTIMES`,
-            :data:`ALL_PRECISIONS`).
+            :data:`ALL_PRECISIONS`). ``executorch`` lowers the deployed module itself with
+            ``torch.export`` (its forward must take the example tensor and return one tensor).
         batched: whether example inputs have a meaningful batch axis (timed at ``--prune-batches``);
             ``False`` times one fixed example (e.g. a clip of audio).
         amount / iterations: the lab's schedule for this family (fraction of the remaining
@@ -157,7 +158,7 @@ class Family(ABC):
     metric: ClassVar[Metric]
     datasets: ClassVar[tuple[str, ...]]
     models: ClassVar[tuple[str, ...]]
-    runtimes: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime")
+    runtimes: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "executorch")
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
     batched: ClassVar[bool] = True
     amount: ClassVar[float] = 0.33

@@ -43,7 +43,7 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "--prune-runtimes",
         "prune_runtimes",
-        "runtimes timed: torch, onnxruntime, torch-sparse (default torch,onnxruntime)",
+        "runtimes timed: torch, onnxruntime, torch-sparse, executorch (pip install prunelib[executorch]) (default torch,onnxruntime)",
     ),
     ("--prune-batches", "prune_batches", "batch sizes timed: latency at 1 and a throughput batch (default 1,256)"),
     (
@@ -54,7 +54,18 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "--prune-threads",
         "prune_threads",
-        "intra-op threads for torch and ONNX Runtime, recorded in every result (default 1)",
+        "intra-op threads for torch, ONNX Runtime and ExecuTorch, recorded in every result (default 1); a comma "
+        "list (e.g. 1,4 on a Pi 4) times inference at each",
+    ),
+    (
+        "--prune-cooldown",
+        "prune_cooldown",
+        "seconds to wait at most, before each timed benchmark, for the SoC to cool below --prune-cooldown-below (default 0: off)",
+    ),
+    (
+        "--prune-cooldown-below",
+        "prune_cooldown_below",
+        "SoC temperature in °C that --prune-cooldown waits for (default 65)",
     ),
     (
         "--prune-reports",

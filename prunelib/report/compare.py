@@ -144,6 +144,9 @@ def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, 
         rows = rows[~dup]
     metrics = row_metrics(rows)
     table = rows.reindex(columns=["key", *NUMERIC]).assign(
+        throttled=rows["throttled"].map(lambda v: v is True or str(v).lower() == "true").to_numpy()
+        if "throttled" in rows
+        else False,
         metric=metrics["name"].to_numpy(),
         metric_value=metrics["value"].to_numpy(),
         higher_is_better=metrics["higher_is_better"].to_numpy(),
@@ -255,7 +258,13 @@ def compare_runs(
         rec["latency_change_pct"] = pct
         noise = sum(v for v in (b["latency_iqr_s"], n["latency_iqr_s"]) if math.isfinite(v))
         rec["latency_noise_s"] = noise
-        if math.isfinite(pct) and pct > max_latency_increase_pct + EPS and (lat_n - lat_b) > noise:
+        hot = [label for label, row in ((names[0], b), (names[-1], n)) if bool(row["throttled"])]
+        if math.isfinite(pct) and pct > max_latency_increase_pct + EPS and (lat_n - lat_b) > noise and hot:
+            notes.append(
+                f"{key}: median latency {pct:+.1f}% is not called a regression: the board throttled or its clock "
+                f"fell during {' and '.join(hot)} (extra_info 'throttled'); rerun cool, e.g. with --prune-cooldown"
+            )
+        elif math.isfinite(pct) and pct > max_latency_increase_pct + EPS and (lat_n - lat_b) > noise:
             regressions.append(
                 f"{key}: median latency {pct:+.1f}% ({1e3 * lat_b:.3g} ms -> {1e3 * lat_n:.3g} ms, "
                 f"combined IQR {1e3 * noise:.2g} ms), limit +{max_latency_increase_pct:g}%"

@@ -74,6 +74,28 @@ class _Writer:
         self.lines += [f"![{alt}]({rel})", ""]
 
 
+def throttle_warning(rows: pd.DataFrame) -> list[str]:
+    """Report lines warning that timings ran on a hot board: entries whose ``throttled`` verdict is true.
+
+    The verdict (:func:`prunelib.measure.thermal.run_throttled`) is set when the board reported
+    throttling (``vcgencmd get_throttled``) or its clock fell during the benchmark.
+    """
+    if "throttled" not in rows:
+        return []
+    hot = rows[rows["throttled"].map(lambda v: v is True or str(v).lower() == "true")]
+    if hot.empty:
+        return []
+    clocks = ""
+    if {"cpu_freq_before_mhz", "cpu_freq_after_mhz"} <= set(hot.columns):
+        low = pd.to_numeric(hot["cpu_freq_after_mhz"], errors="coerce").min()
+        clocks = f" (the slowest CPU clock fell to {low:.0f} MHz)" if low == low else ""
+    return [
+        f"> **Warning: the board throttled or its clock fell during {len(hot)} of {len(rows)} timed entries**{clocks}; "
+        "their latencies are heat, not the model. Cool the board (`--prune-cooldown SECONDS`) and rerun.",
+        "",
+    ]
+
+
 def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame, tolerance: float) -> None:
     """Tables, plots and knee of one (dataset, model): all its methods."""
     chosen = metric_of(rows)
@@ -257,7 +279,7 @@ def write_run_report(
             "",
         ]
         machine = machine_from_benchmark_info(bench.get("machine_info") or {})
-        w.lines += [machine_markdown(machine)]
+        w.lines += [machine_markdown(machine), *throttle_warning(rows)]
         notes = missing_notes(bench, rows)
         if notes:
             w.lines += ["## Missing data", "", *[f"- {n}" for n in notes], ""]

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from prunelib.families.contract import Metric
+from prunelib.measure.thermal import EXTRA_INFO_KEYS as THERMAL_KEYS
 
 #: Lab columns before the metric, and after it: one row per pruning iteration.
 _BEFORE_METRIC = ("iteration", "sparsity", "sparsity_model")
@@ -67,6 +68,7 @@ EXTRA_INFO_KEYS: tuple[str, ...] = (
     "precision",
     "torch_version",
     "onnxruntime_version",
+    *THERMAL_KEYS,  # the board around each timed benchmark (SoC temperature, clock, governor, throttling)
 )
 #: Static-metric columns copied from a checkpoint's cached row into ``extra_info``.
 CHECKPOINT_KEYS: tuple[str, ...] = (

@@ -60,7 +60,10 @@ class SuiteOptions:
     runtimes: tuple[str, ...] = ("torch", "onnxruntime")
     batches: tuple[int, ...] = (1, 256)
     precisions: tuple[str, ...] = ("fp16", "int8")
-    threads: int = 1
+    threads: int = 1  # intra-op threads of every bench test: the first of --prune-threads
+    timing_threads: tuple[int, ...] = (1,)  # every --prune-threads value: inference is timed at each
+    cooldown_s: float = 0.0  # --prune-cooldown: wait up to this long before each timed benchmark
+    cooldown_below_c: float = 65.0  # --prune-cooldown-below: until the SoC is below this (°C)
     quick: bool = False
     embeddings: bool = False
     default_methods: tuple[str, ...] = LAB_METHODS  # the ini's prune_methods
@@ -88,6 +91,16 @@ def _int(option: str, text: object, minimum: int) -> int:
         raise OptionError(f"{option} must be an integer, got {text!r}") from None
     if value < minimum:
         raise OptionError(f"{option} must be >= {minimum}, got {value}")
+    return value
+
+
+def _number(option: str, text: object, low: float, high: float) -> float:
+    try:
+        value = float(str(text))
+    except ValueError:
+        raise OptionError(f"{option} must be a number, got {text!r}") from None
+    if not low <= value <= high:
+        raise OptionError(f"{option} must lie in [{low:g}, {high:g}], got {value:g}")
     return value
 
 
@@ -151,6 +164,9 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
         except ValueError as exc:
             raise OptionError(f"--prune-precisions: {exc}") from None
     batches = tuple(_int("--prune-batches", b, 1) for b in split_list("--prune-batches", get("batches") or "1,256"))
+    threads = tuple(
+        dict.fromkeys(_int("--prune-threads", n, 1) for n in split_list("--prune-threads", get("threads") or 1))
+    )
     return SuiteOptions(
         data_dir=str(get("data_dir")) if get("data_dir") else None,
         triples=triples,
@@ -165,7 +181,10 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
         ),
         batches=tuple(dict.fromkeys(batches)),
         precisions=precisions,
-        threads=_int("--prune-threads", get("threads") or 1, 1),
+        threads=threads[0],
+        timing_threads=threads,
+        cooldown_s=_number("--prune-cooldown", get("cooldown") or 0, 0.0, 3600.0),
+        cooldown_below_c=_number("--prune-cooldown-below", get("cooldown_below") or 65, 1.0, 149.0),
         quick=quick,
         embeddings=bool(get("embeddings")),
         default_methods=ini_methods,

@@ -67,7 +67,7 @@ def token_model() -> tuple[nn.Module, Splits]:
 
 
 def test_runtimes_by_name() -> None:
-    assert RUNTIMES == ("torch", "onnxruntime", "torch-sparse")
+    assert RUNTIMES == ("torch", "onnxruntime", "torch-sparse", "executorch")
     for name in RUNTIMES:
         assert check_runtime(name) == name
     with pytest.raises(ValueError, match=r"unknown runtime 'tflite'.*onnxruntime"):
@@ -77,10 +77,12 @@ def test_runtimes_by_name() -> None:
 def test_deployable_pairs() -> None:
     for runtime in RUNTIMES:
         for precision in PRECISIONS:
-            if (runtime, precision) != ("torch-sparse", "int8"):
+            if (runtime, precision) not in (("torch-sparse", "int8"), ("executorch", "fp16")):
                 check_deployable(runtime, precision)
     with pytest.raises(ValueError, match=r"'torch-sparse' cannot run precision 'int8'"):
         check_deployable("torch-sparse", "int8")
+    with pytest.raises(ValueError, match=r"'executorch' runs fp32 or int8"):
+        check_deployable("executorch", "fp16")
     with pytest.raises(ValueError, match="precision must be one of"):
         check_deployable("torch", "bf16")
     with pytest.raises(ValueError, match="unknown runtime"):
@@ -102,8 +104,8 @@ def test_runners_agree_with_the_model() -> None:
     model = pruned(FAMILY.build("lenet300", data, 0))
     x = data.test.x
     expected = model(x).detach()
-    for runtime in RUNTIMES:
-        out = make_runner(FAMILY, model, data, runtime)(x)
+    for runtime in RUNTIMES:  # an ExecuTorch program has the timed batch's static shape
+        out = make_runner(FAMILY, model, data, runtime, batch_size=len(x))(x)
         torch.testing.assert_close(torch.as_tensor(out), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="unknown runtime"):
         make_runner(FAMILY, model, data, "tvm")
@@ -184,10 +186,14 @@ def test_make_runner_matches_the_deployed_torch_model(runtime: str, precision: s
     model = small_mlp(seed=1, structured=structured)
     data = toy_data()
     x = data.test.x
-    if runtime == "torch-sparse" and precision == "int8":
-        with pytest.raises(ValueError, match="int8"):
+    if (runtime, precision) in (("torch-sparse", "int8"), ("executorch", "fp16")):
+        with pytest.raises(ValueError, match=precision):
             make_runner(FAMILY, model, data, runtime, threads=1, structured=structured, precision=precision)
         return
+    if runtime == "executorch":
+        pytest.skip(
+            "an ExecuTorch program has static shapes: test_executorch_runner_is_parity_checked_and_knows_its_file_size"
+        )
     run = make_runner(FAMILY, model, data, runtime, threads=1, structured=structured, precision=precision, batch_size=1)
     expected = deploy(FAMILY, model, structured, precision)(x).detach()
     got = torch.as_tensor(run(x))
@@ -315,3 +321,34 @@ def test_the_contract_default_forward_is_the_module_call() -> None:
     x = torch.randn(3, 8)
     with torch.inference_mode():
         assert torch.equal(Family.forward(FAMILY, model)(x), model(x))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_executorch_runner_is_parity_checked_and_knows_its_file_size(precision: str) -> None:
+    from prunelib.deploy.executorch import SKIP_REASON, executorch_available
+
+    if not executorch_available():
+        pytest.skip(SKIP_REASON)
+    data = toy_data(features=8)
+    model = pruned(FAMILY.build("lenet300", data, 0))
+    run = make_runner(FAMILY, model, data, "executorch", threads=1, precision=precision, batch_size=4)
+    x = FAMILY.example_inputs(data, 4)
+    with torch.inference_mode():
+        want = FAMILY.deploy(model, structured=False)(x)
+    got = torch.as_tensor(run(x))
+    tol = 1e-4 if precision == "fp32" else 0.05 * float(want.abs().max())
+    assert float((got - want).abs().max()) <= tol
+    assert run.disk_bytes > 0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="static shapes"):
+        run(FAMILY.example_inputs(data, 3))  # one program per batch size
+
+
+def test_a_missing_optional_runtime_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import prunelib.deploy.executorch as et
+
+    monkeypatch.setattr(et, "executorch_available", lambda: False)
+    assert runtime_mod.runtime_missing("executorch") == et.SKIP_REASON
+    assert runtime_mod.runtime_missing("onnxruntime") == ""
+    data = toy_data()
+    with pytest.raises(ValueError, match="prunelib\\[executorch\\]"):
+        make_runner(FAMILY, FAMILY.build("lenet300", data, 0), data, "executorch")

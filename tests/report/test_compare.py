@@ -364,3 +364,15 @@ def test_a_new_style_entry_compared_with_the_old_json_keeps_the_old_metric_rule(
     drop = changed(new, old_key, lambda e: e["extra_info"].update(accuracy=e["extra_info"]["accuracy"] - 0.02))
     result = compare.compare_runs([old_run(), drop])
     assert len(result.regressions) == 1 and result.regressions[0].startswith(f"{OLD_KEY}: Accuracy -2.00 points")
+
+
+def test_a_slower_run_on_a_throttled_board_is_not_a_regression() -> None:
+    from prunelib.report.compare import compare_runs
+
+    base = make_bench([make_entry(latency_s=1e-3)])
+    hot = make_bench([make_entry(latency_s=2e-3, extra={"throttled": True})])
+    result = compare_runs([base, hot], max_latency_increase_pct=10)
+    assert not result.regressions, result.regressions
+    assert any("throttled" in n and "not called a regression" in n for n in result.notes), result.notes
+    cool = make_bench([make_entry(latency_s=2e-3, extra={"throttled": False})])
+    assert compare_runs([base, cool], max_latency_increase_pct=10).regressions  # the same change, cool: flagged

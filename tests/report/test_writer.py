@@ -515,3 +515,17 @@ def test_sensitivity_summary_reads_the_numbers() -> None:
     # a family's own metric, by its direction: a lower-is-better "loss" reads like WER
     loss = wer.rename(columns={"wer": "loss"})
     assert tolerated_sparsity(loss, Metric("loss", higher_is_better=False, high=10)).to_dict() == {"a": 0.5, "b": 0.5}
+
+
+def test_throttled_entries_are_warned_about_in_the_report() -> None:
+    rows = pd.DataFrame(
+        {
+            "throttled": [True, False, None],
+            "cpu_freq_before_mhz": [1800, 1800, None],
+            "cpu_freq_after_mhz": [600, 1800, None],
+        }
+    )
+    lines = report.throttle_warning(rows)
+    assert lines and "1 of 3 timed entries" in lines[0] and "600 MHz" in lines[0]
+    assert report.throttle_warning(rows.assign(throttled=False)) == []
+    assert report.throttle_warning(pd.DataFrame({"x": [1]})) == []  # JSON from before the thermal keys

@@ -43,7 +43,7 @@ class MlpFamily(Family):
     #: The model a data set runs when none is named (others: the first of :attr:`models`). SST-2's
     #: is the lab's bag-of-words MLP, every weight prunable; ``sst2-mlp`` remains, by name.
     default_models: ClassVar[dict[str, str]] = {"sst2": "sst2-bow"}
-    runtimes = ("torch", "onnxruntime", "torch-sparse")
+    runtimes = ("torch", "onnxruntime", "torch-sparse", "executorch")
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {
         ("mnist5k", "lenet300"): (0.94, 0.92),
         ("mnist5k", "mlp1m"): (0.94, 0.92),
