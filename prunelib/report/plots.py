@@ -64,7 +64,7 @@ SIZE_STYLES: dict[str, tuple[str, str]] = {
     "disk_compact_bytes": (":", "compact"),
     "disk_bound_bytes": ("-.", "bound"),
 }
-RUNTIME_STYLES: dict[str, str] = {"torch": "-", "onnxruntime": "--", "torch-sparse": ":"}
+RUNTIME_STYLES: dict[str, str] = {"torch": "-", "onnxruntime": "--", "torch-sparse": ":", "executorch": "-."}
 DPI = 110
 FIGSIZE = (7.5, 4.8)
 WIDE_FIGSIZE = (12.0, 4.8)

@@ -34,7 +34,7 @@ STABLE_KEYS: tuple[str, ...] = (
 )
 
 #: Runtimes that run the model (other timed entries, e.g. ``compact-load``, are not inference).
-INFERENCE_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "torch-sparse")
+INFERENCE_RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "torch-sparse", "executorch")
 
 
 #: pytest-benchmark stats (seconds) → result columns.
@@ -213,3 +213,26 @@ def bench_from_session(session: Any) -> dict[str, Any]:
     return config.hook.pytest_benchmark_generate_json(
         config=config, benchmarks=bs.benchmarks, include_data=False, machine_info=machine_info, commit_info=commit_info
     )
+
+
+def runtime_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median latency (µs) at batch 1, fp32, per (method, iteration) and per runtime and thread count.
+
+    One column per ``runtime / N thread(s)`` present (torch, ONNX Runtime, ExecuTorch, ...), so the
+    runtimes compare side by side at every sparsity; empty when no batch-1 timing was recorded.
+    """
+    batch = pd.to_numeric(rows["batch_size"], errors="coerce")
+    sel = rows[(batch == 1) & is_fp32(rows) & rows["runtime"].astype(str).isin(INFERENCE_RUNTIMES)]
+    sel = sel.dropna(subset=["method", "iteration", "latency_median_s"])
+    if sel.empty:
+        return pd.DataFrame()
+    threads = pd.to_numeric(sel["threads"], errors="coerce").fillna(1).astype(int)
+    sel = sel.assign(
+        column=sel["runtime"].astype(str) + " / " + threads.astype(str) + "t",
+        latency_us=1e6 * pd.to_numeric(sel["latency_median_s"], errors="coerce"),
+        sparsity_pct=(100 * pd.to_numeric(sel["sparsity"], errors="coerce")).round(1),
+    )
+    table = sel.pivot_table(
+        index=["method", "iteration", "sparsity_pct"], columns="column", values="latency_us", aggfunc="first"
+    )
+    return table.round(1).reset_index().rename(columns={"sparsity_pct": "Sparsity (%)"})

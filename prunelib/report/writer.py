@@ -32,6 +32,7 @@ from prunelib.report.rows import (
     is_fp32,
     lab_rows,
     missing_notes,
+    runtime_table,
     schedule_frame,
 )
 from prunelib.results import knee as knee_mod
@@ -139,9 +140,14 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
     w.figure(
         f"plots/{base}-runtime-latency.png",
         plots.runtime_latency_figure(all_runtimes, title),
-        "PyTorch vs ONNX Runtime latency",
+        "Latency per runtime (PyTorch, ONNX Runtime, ExecuTorch, ...)",
     )
     w.figure(f"plots/{base}-speedup.png", plots.speedup_figure(lab, title), "Speed-up (and FLOPs) vs sparsity")
+    runtimes = runtime_table(fp32)
+    if not runtimes.empty:
+        w.lines += ["### Runtimes side by side (median latency per call, µs; batch 1, fp32)", ""]
+        rel = w.csv(f"tables/{base}-runtimes.csv", runtimes)
+        w.lines += [_md_table(runtimes), f"Files: [{rel}]({rel})", ""]
     w.figure(f"plots/{base}-disk-vs-sparsity.png", plots.disk_vs_sparsity_figure(lab, title), "Disk size vs sparsity")
 
     w.lines += [f"### Knee (highest sparsity within {100 * tolerance:g} point(s) of dense, monotone rule)", ""]

@@ -327,3 +327,22 @@ def test_bench_from_a_session_uses_the_plugin_hooks() -> None:
     assert kwargs["config"] is config and kwargs["benchmarks"] is benchmarks
     assert kwargs["include_data"] is False
     assert kwargs["machine_info"] == {"cpu": "fake"} and kwargs["commit_info"] == {"id": "abc"}
+
+
+def test_runtime_table_puts_runtimes_and_thread_counts_side_by_side() -> None:
+    from prunelib.report.rows import runtime_table
+
+    def row(runtime: str, threads: int, iteration: int, median: float, batch: int = 1) -> dict:
+        return {"runtime": runtime, "threads": threads, "batch_size": batch, "method": "no-retrain",
+                "iteration": iteration, "sparsity": 0.5 * iteration, "latency_median_s": median, "precision": "fp32"}  # fmt: skip
+
+    rows = pd.DataFrame(
+        [row("torch", 1, 0, 30e-6), row("executorch", 1, 0, 20e-6), row("executorch", 4, 0, 8e-6),
+         row("onnxruntime", 1, 1, 15e-6), row("torch", 1, 0, 1.0, batch=256), row("compact-load", 1, 0, 1.0)]
+    )  # fmt: skip
+    table = runtime_table(rows)
+    assert list(table.columns) == ["method", "iteration", "Sparsity (%)", "executorch / 1t", "executorch / 4t",
+                                   "onnxruntime / 1t", "torch / 1t"]  # fmt: skip
+    first = table.iloc[0]
+    assert (first["torch / 1t"], first["executorch / 1t"], first["executorch / 4t"]) == (30.0, 20.0, 8.0)
+    assert runtime_table(rows[rows["batch_size"] == 256]).empty
