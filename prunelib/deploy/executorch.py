@@ -97,8 +97,8 @@ def _check_example(example: object) -> torch.Tensor:
         raise ValueError(f"example must be a torch.Tensor, got {type(example).__name__}")  # noqa: TRY004
     if example.dim() == 0 or example.numel() == 0:
         raise ValueError(f"example must be a non-empty batch, got shape {tuple(example.shape)}")
-    if not example.is_floating_point():
-        raise ValueError(f"example must be a floating-point tensor, got {example.dtype}")
+    if example.is_complex() or example.dtype == torch.bool:
+        raise ValueError(f"example must be a real tensor (float, or integer ids), got {example.dtype}")
     return example
 
 

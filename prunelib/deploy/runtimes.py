@@ -188,7 +188,8 @@ def _executorch_runner(
     require_executorch()
     fp32 = family.deploy(model, structured)
     example = family.example_inputs(data, batch)
-    calibration = [family.example_inputs(data, 64)] if precision == "int8" else None
+    rows = family.example_inputs(data, max(64, batch))  # calibration in batches of the program's static shape
+    calibration = [rows[i : i + batch] for i in range(0, len(rows) - batch + 1, batch)] if precision == "int8" else None
     pte = to_pte(fp32, example, PteConfig(precision), calibration=calibration)
     run = pte_runner(pte, threads=threads)
     expected = family.forward(fp32)(example)

@@ -28,7 +28,7 @@ def small(seed: int = 0) -> MLP:
 def test_registered_and_described() -> None:
     assert isinstance(get_family("mlp"), MlpFamily) and FAMILY.structured
     assert FAMILY.metric.name == "accuracy" and FAMILY.metric.higher_is_better
-    assert FAMILY.runtimes == ("torch", "onnxruntime", "torch-sparse")
+    assert FAMILY.runtimes == ("torch", "onnxruntime", "torch-sparse", "executorch")
     assert "structured-imp-rewind" in FAMILY.describe()["methods"]
 
 
