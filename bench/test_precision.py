@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from test_inference import timed_on_the_board
 
 from prunelib.deploy.runtimes import make_runner
 from prunelib.plugin.records import extra_info, record_entry, record_extra
@@ -43,9 +44,9 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
     benchmark.group = f"{spec.dataset}-{spec.model}-{spec.method}-precision-b1"
     info = extra_info(spec, k, metrics, runtime="torch", batch_size=1, threads=suite.opts.threads, precision=precision)
     info[f"{name}_fp32"] = fp32[name]
+    info.update(timed_on_the_board(benchmark, runner, xb, suite.opts))
     benchmark.extra_info.update(info)
     record_entry(request.config, request.node, benchmark.group, info)
-    benchmark(runner, xb)
     stats = getattr(benchmark, "stats", None)
     record_extra(
         request.config,
