@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from prunelib.measure.thermal import read_board, thermal_extra_info
 from prunelib.plugin.records import extra_info, record_extra
 from prunelib.storage.compact import load_compact, save_compact
 from prunelib.storage.lab import disk_dense_bytes, disk_sparse_bytes
@@ -60,7 +61,9 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
     assert stats.disk_compact_bytes <= BOUND_FACTOR * stats.disk_bound_bytes + allowance
     assert stats.disk_compact_bytes < dense, "the compact file must never be larger than dense"
 
+    before = read_board()
     loaded = benchmark(load_compact, tmp_path / "model.prunelib")
+    board = thermal_extra_info(before, read_board())
     assert loaded.keys() == tensors.keys()
     for name, t in tensors.items():
         assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), f"{name} changed in the round trip"
@@ -73,4 +76,4 @@ def test_compact_storage(benchmark, checkpoint_case, suite, tmp_path: Path, requ
         batch_size=1,
         threads=suite.opts.threads,
     )
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update({**info, **board})
