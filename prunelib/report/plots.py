@@ -240,6 +240,8 @@ def metric_vs_latency_figure(rows: pd.DataFrame, metric: str, title: str) -> Fig
 def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Latency vs sparsity for each runtime (line style) and method (colour): batch 1 and the largest batch.
 
+    A runtime named ``"<runtime> / <N>t"`` (several thread counts in one run) gets its own marker per count.
+
     ``rows`` hold every runtime and batch size of one (dataset, model), one precision.
     """
     data = _finite(rows, "sparsity", "latency_mean_s", "batch_size")
@@ -252,12 +254,15 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
         for method in methods_in(part):
             for runtime in sorted(part.loc[part["method"] == method, "runtime"].dropna().astype(str).unique()):
                 m = _sorted(part[(part["method"] == method) & (part["runtime"].astype(str) == runtime)])
+                style = method_style(method)
+                if " / " in runtime:  # "torch / 4t": one line per thread count, told apart by the marker
+                    style["marker"] = _MARKERS[int(runtime.rsplit(" / ", 1)[1].rstrip("t") or 0) % len(_MARKERS)]
                 ax.plot(
                     100 * m["sparsity"].astype(float),
                     1e3 * m["latency_mean_s"].astype(float),
-                    linestyle=RUNTIME_STYLES.get(runtime, "-."),
+                    linestyle=RUNTIME_STYLES.get(runtime.split(" / ")[0], "-."),
                     label=f"{method} / {runtime}",
-                    **method_style(method),
+                    **style,
                 )
         _sparsity_axis(ax, (100 * part["sparsity"].astype(float)).tolist() if len(part) else [])
         _log(ax, "y")
@@ -271,7 +276,7 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
         fig.legend(list(labels.values()), list(labels.keys()), title="method / runtime", loc="outside right upper")
     else:
         _legend(axes[0], "method / runtime")
-    fig.suptitle(f"{title}: PyTorch vs ONNX Runtime latency (line style = runtime)")
+    fig.suptitle(f"{title}: latency per runtime (line style = runtime; marker = threads when several)")
     return fig
 
 

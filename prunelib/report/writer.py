@@ -118,8 +118,12 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
         knee_input.append(sweep.assign(method=method))
 
     fp32 = rows[is_fp32(rows) & rows["runtime"].astype(str).isin(INFERENCE_RUNTIMES)]  # not e.g. compact-load timings
+    threads = pd.to_numeric(fp32["threads"], errors="coerce").fillna(1).astype(int)
+    per_setting = fp32  # several --prune-threads values: one line per runtime and thread count
+    if threads.nunique() > 1:
+        per_setting = fp32.assign(runtime=fp32["runtime"].astype(str) + " / " + threads.astype(str) + "t")
     all_runtimes, _ = dedupe(
-        fp32.dropna(subset=["method", "iteration"]), ["method", "iteration", "runtime", "batch_size"]
+        per_setting.dropna(subset=["method", "iteration"]), ["method", "iteration", "runtime", "batch_size"]
     )
     base = _slug(dataset, model)
     w.lines += ["### Plots", ""]
