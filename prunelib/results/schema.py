@@ -40,36 +40,6 @@ def sweep_columns(metric: str) -> tuple[str, ...]:
     return (*_BEFORE_METRIC, metric, *_AFTER_METRIC)
 
 
-#: ``extra_info`` keys every inference benchmark carries (its metric's key is named by ``metric``).
-EXTRA_INFO_KEYS: tuple[str, ...] = (
-    "family",
-    "dataset",
-    "model",
-    "method",
-    "iteration",
-    "amount",
-    "metric",
-    "higher_is_better",
-    "sparsity",
-    "sparsity_model",
-    "params_total",
-    "params_nonzero",
-    "disk_dense_bytes",
-    "disk_sparse_bytes",
-    "disk_compact_bytes",
-    "disk_bound_bytes",
-    "params_deployed",
-    "flops",
-    "neuron_sparsity",
-    "runtime",
-    "batch_size",
-    "threads",
-    "seed",
-    "precision",
-    "torch_version",
-    "onnxruntime_version",
-    *THERMAL_KEYS,  # the board around each timed benchmark (SoC temperature, clock, governor, throttling)
-)
 #: Static-metric columns copied from a checkpoint's cached row into ``extra_info``.
 CHECKPOINT_KEYS: tuple[str, ...] = (
     "sparsity",
@@ -83,6 +53,26 @@ CHECKPOINT_KEYS: tuple[str, ...] = (
     "params_deployed",
     "flops",
     "neuron_sparsity",
+)
+#: ``extra_info`` keys every inference benchmark carries (its metric's key is named by ``metric``).
+EXTRA_INFO_KEYS: tuple[str, ...] = (
+    "family",
+    "dataset",
+    "model",
+    "method",
+    "iteration",
+    "amount",
+    "metric",
+    "higher_is_better",
+    *CHECKPOINT_KEYS,
+    "runtime",
+    "batch_size",
+    "threads",
+    "seed",
+    "precision",
+    "torch_version",
+    "onnxruntime_version",
+    *THERMAL_KEYS,  # the board around each timed benchmark (SoC temperature, clock, governor, throttling)
 )
 #: The metric of rows written before ``metric`` was recorded (``wer`` rows were speech, the rest accuracy).
 LEGACY_METRICS = {

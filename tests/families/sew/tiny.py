@@ -7,19 +7,9 @@ import numpy as np
 import soundfile as sf
 
 from prunelib.families.sew.data import FsddConfig
-from prunelib.families.sew.models import SewArch
+from prunelib.families.sew.models import SEW_MINI
 
-TINY = SewArch(
-    hidden_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    num_conv_pos_embeddings=7,
-    num_conv_pos_embedding_groups=4,
-    conv_dim=(8, 16, 32),
-    conv_stride=(5, 8, 8),
-    conv_kernel=(10, 8, 8),
-)
+TINY = SEW_MINI  # the `sew-mini` preset
 
 #: Short utterances with hardly any silence: tiny models train on them in a few steps.
 TINY_DATA = FsddConfig(min_digits=1, max_digits=2, gap_max_s=0.05, edge_max_s=0.05, dev_takes=1)
