@@ -1,10 +1,8 @@
 """Figures of a pruning run: metric vs sparsity, size and latency; runtimes; sizes; history.
 
-Every builder is a pure function from a DataFrame of result rows (the columns of
-:func:`prunelib.report.writer.benchmark_rows`) to a :class:`matplotlib.figure.Figure` with a title,
-axis labels with units and a legend, so tests can check a figure before it is saved.
-Figures are built without pyplot (no global state, no GUI backend); :func:`save_png`
-renders them with Agg through an atomic write.
+Every builder is a pure function from result rows (:func:`prunelib.report.rows.benchmark_rows`) to a
+:class:`matplotlib.figure.Figure` with a title, axis labels with units and a legend, built without
+pyplot (no global state, no GUI backend); :func:`save_png` renders it with Agg, atomically.
 """
 
 from __future__ import annotations
@@ -238,12 +236,8 @@ def metric_vs_latency_figure(rows: pd.DataFrame, metric: str, title: str) -> Fig
 
 
 def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """Latency vs sparsity for each runtime (line style) and method (colour): batch 1 and the largest batch.
-
-    A runtime named ``"<runtime> / <N>t"`` (several thread counts in one run) gets its own marker per count.
-
-    ``rows`` hold every runtime and batch size of one (dataset, model), one precision.
-    """
+    """Latency vs sparsity per runtime (line style; ``"<runtime> / <N>t"``: a marker per thread count) and
+    method (colour), batch 1 and the largest batch, from the rows of one (dataset, model) at one precision."""
     data = _finite(rows, "sparsity", "latency_mean_s", "batch_size")
     batches = sorted({int(b) for b in data["batch_size"]}) if len(data) else []
     shown = [b for b in (1, max(batches) if batches else None) if b in batches]
