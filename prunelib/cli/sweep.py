@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -111,10 +112,10 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
 def _loaded(family: Family, spec: SweepSpec, args: argparse.Namespace) -> Loaded:
     """Load ``spec``'s data, cut to ``--train-subset``/``--eval-count``, with ``--hparam`` applied."""
     loaded = load(spec)
+    data = loaded.data
     if args.train_subset is not None or args.eval_count is not None:
-        loaded.data = family.subset(loaded.data, args.train_subset, args.eval_count, spec.seed)
-    loaded.hparams = hparams_of(family, args)
-    return loaded
+        data = family.subset(data, args.train_subset, args.eval_count, spec.seed)
+    return dataclasses.replace(loaded, data=data, hparams=hparams_of(family, args))
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

@@ -151,11 +151,11 @@ def make_runner(
     if reason:
         raise ValueError(reason)
     set_torch_threads(threads)
+    if runtime == "executorch":  # lowers the fp32 deployment itself
+        return _executorch_runner(family, model, data, structured, precision, batch_size or 1, threads)
     deployed = deploy(family, model, structured, precision)
     if runtime == "torch":
         return family.forward(deployed)
-    if runtime == "executorch":
-        return _executorch_runner(family, model, data, structured, precision, batch_size or 1, threads)
     inputs = family.parity_inputs(data)
     expected = _numpy(family.forward(deployed)(inputs))
     if runtime == "torch-sparse":

@@ -86,7 +86,7 @@ def _versions(loaded: Loaded) -> dict[str, str]:
 def dense_key(spec: SweepSpec, loaded: Loaded) -> str:
     """Key of the trained dense model: shared by every method of the same family/data/model/training/seed."""
     parts = (spec.family, spec.dataset, spec.model, spec.seed, spec.quick, loaded.hparams)
-    return config_key(*parts, loaded.family.data_fingerprint(loaded.data), versions=_versions(loaded))
+    return config_key(*parts, loaded.data_fingerprint, versions=_versions(loaded))
 
 
 def sweep_key(spec: SweepSpec, loaded: Loaded) -> str:
@@ -152,7 +152,7 @@ def _manifest(kind: str, key: str, spec: SweepSpec, loaded: Loaded, extra: dict 
         "kind": kind,
         "key": key,
         "spec": {k: v for k, v in asdict(spec).items() if k != "data_dir"},
-        "data_fingerprint": loaded.family.data_fingerprint(loaded.data),
+        "data_fingerprint": loaded.data_fingerprint,
         "versions": _versions(loaded),
         **(extra or {}),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from torch import nn
@@ -16,12 +17,21 @@ from prunelib.sweep.spec import SweepSpec
 
 @dataclass
 class Loaded:
-    """What every stage of one (family, data set, model, seed) needs in memory."""
+    """What every stage of one (family, data set, model, seed) needs in memory.
+
+    Treat as read-only: derive another with :func:`dataclasses.replace` (the data's fingerprint is
+    computed once per instance).
+    """
 
     family: Family
     data: Any
     hparams: Any
     _skeletons: dict[tuple[str, int], nn.Module] = field(default_factory=dict)
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        """``family.data_fingerprint(data)``, hashed once (the cache keys and manifests all use it)."""
+        return self.family.data_fingerprint(self.data)
 
     def fresh(self, spec: SweepSpec) -> nn.Module:
         """``spec.model`` as the family builds it from ``spec.seed``, prepared for pruning (a new copy)."""
