@@ -27,16 +27,9 @@ from prunelib.storage.codec import (
     value_kind,
 )
 from prunelib.storage.positions import plan_positions
+from tests.storage.test_compact import raw_bytes
 
 FLOATS = [d for d in DTYPES.values() if d.is_floating_point]
-
-
-def raw_bytes(t: torch.Tensor) -> bytes:
-    """The tensor's bytes: equal bytes means bit-exact (NaN payloads and -0.0 included)."""
-    if t.numel() == 0:
-        return b""
-    flat = t.contiguous().reshape(-1)
-    return (flat.view(torch.uint8) if t.dtype != torch.bool else flat.to(torch.uint8)).numpy().tobytes()
 
 
 def assert_bit_exact(a: torch.Tensor, b: torch.Tensor) -> None:

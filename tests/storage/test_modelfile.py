@@ -18,22 +18,7 @@ from prunelib.pruning.criteria import named_masks, remove_reparametrization
 from prunelib.pruning.params import linear_and_conv_weights
 from prunelib.storage.compact import load_compact, save_compact
 from prunelib.storage.modelfile import load_into, load_model_compact, model_tensors, save_model_compact
-
-
-def raw_bytes(t: torch.Tensor) -> bytes:
-    """The tensor's bytes: equal bytes means bit-exact (NaN payloads and -0.0 included)."""
-    if t.numel() == 0:
-        return b""
-    flat = t.contiguous().reshape(-1)
-    return (flat.view(torch.uint8) if t.dtype != torch.bool else flat.to(torch.uint8)).numpy().tobytes()
-
-
-def assert_bit_exact(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert list(a) == list(b)
-    for name in a:
-        assert b[name].dtype == a[name].dtype, name
-        assert tuple(b[name].shape) == tuple(a[name].shape), name
-        assert raw_bytes(b[name]) == raw_bytes(a[name]), name
+from tests.storage.test_compact import assert_bit_exact
 
 
 def pruned_mlp(density: float, name: str = "mlp1m", seed: int = 0) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune
 
-from prunelib.families.mlp.models import MLP, MeanEmbedding
+from prunelib.families.mlp.models import MeanEmbedding
 from prunelib.families.mlp.structured import (
     hidden_linears,
     hidden_parameters,
@@ -25,23 +25,7 @@ from prunelib.families.mlp.structured import (
 )
 from prunelib.pruning.criteria import initial_state, rewind
 from prunelib.pruning.structured import alive_neurons, neuron_prune
-
-widths = st.lists(st.integers(1, 24), min_size=1, max_size=3)
-amounts = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4)
-
-
-def make_mlp(in_features: int, hidden: list[int], seed: int, vocab_size: int = 0) -> MLP:
-    torch.manual_seed(seed)
-    return MLP(in_features, tuple(hidden), 3, vocab_size=vocab_size, embed_dim=6).eval()
-
-
-def expected_widths(hidden: list[int], amounts: list[float]) -> list[list[int]]:
-    """The rule of :mod:`prunelib.pruning.structured`, written out independently, step by step."""
-    out, current = [], list(hidden)
-    for a in amounts:
-        current = [r - min(round(a * r), r - 1) for r in current]
-        out.append(list(current))
-    return out
+from tests.pruning.test_structured import amounts, expected_widths, make_mlp, widths
 
 
 # ---------------------------------------------------------------- hidden layers
