@@ -156,7 +156,7 @@ def stage_imports(info: dict, ctx: dict) -> dict:
         "prunelib.deploy.executorch",
         "prunelib.deploy.precision",
         "prunelib.deploy.runtimes",
-        "prunelib.pruning.structured",
+        "prunelib.pruning.neurons",
     ):
         ctx["step"](module.split(".")[0])
         importlib.import_module(module)

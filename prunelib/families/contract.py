@@ -48,7 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunelib.errors import Unsupported
 from prunelib.pruning.criteria import remove_reparametrization
+from prunelib.pruning.structured import Structure, UnitRule, prune_units, unit_counts
+from prunelib.pruning.structured import shrink as shrink_units
 
 Params = list[tuple[nn.Module, str]]
 Phase = Literal["dense", "retrain"]
@@ -57,10 +60,6 @@ Runner = Callable[[torch.Tensor], Any]
 #: Every runtime and precision prunelib knows (a family supports a subset).
 ALL_RUNTIMES = ("torch", "onnxruntime", "torch-sparse", "executorch")
 ALL_PRECISIONS = ("fp32", "fp16", "int8")
-
-
-class Unsupported(Exception):
-    """A family cannot do what was asked (structured pruning, ONNX, a precision); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -258,29 +257,42 @@ class Family(ABC):
             kinds += (nn.Embedding,)
         return [(m, "weight") for m in model.modules() if isinstance(m, kinds)]
 
-    def structured_step(self, model: nn.Module, amount: float, seed: int) -> None:
-        """Mask ``amount`` of each group's remaining units (rows, channels, heads) in place."""
+    def structure(self, model: nn.Module) -> Structure:
+        """How the structured engine (Torch-Pruning) traces ``model``: an example input and the layers kept whole.
+
+        Giving this is all a family needs for structured pruning: the default
+        :meth:`structured_step`, :meth:`units_remaining`, :meth:`unit_sparsity` and :meth:`shrink`
+        run :mod:`prunelib.pruning.structured` on it.
+        """
         raise Unsupported(f"family {self.name!r} does not support structured pruning")
 
+    def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = UnitRule()) -> None:
+        """Mask ``amount`` of the remaining units (channels, neurons) by ``rule``, in place."""
+        prune_units(model, self.structure(model), amount, rule)
+
     def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        """Units still alive per structured group (for the schedule gate)."""
-        raise Unsupported(f"family {self.name!r} does not support structured pruning")
+        """Units still alive per structured group, by the group's root layer (for the schedule gate)."""
+        return {name: alive for name, (alive, _) in unit_counts(model, self.structure(model)).items()}
 
     def unit_sparsity(self, model: nn.Module) -> float:
         """Fraction of structured units removed; NaN when the family has no units."""
-        return math.nan
+        try:
+            counts = unit_counts(model, self.structure(model)).values()
+        except Unsupported:
+            return math.nan
+        total = sum(t for _, t in counts)
+        return 1.0 - sum(a for a, _ in counts) / total if total else math.nan
 
     def shrink(self, model: nn.Module) -> nn.Module:
         """A physically smaller copy of a structured-pruned ``model`` with the same outputs."""
-        raise Unsupported(f"family {self.name!r} cannot shrink a model")
+        return shrink_units(model, self.structure(model))
 
     @property
     def structured(self) -> bool:
-        """Whether :meth:`structured_step`, :meth:`units_remaining` and :meth:`shrink` are implemented."""
+        """Whether structured pruning works: :meth:`structure` given, or the structured hooks overridden."""
         cls = type(self)
-        return all(
-            getattr(cls, name) is not getattr(Family, name) for name in ("structured_step", "units_remaining", "shrink")
-        )
+        hooks = ("structured_step", "units_remaining", "shrink")
+        return cls.structure is not Family.structure or all(getattr(cls, n) is not getattr(Family, n) for n in hooks)
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
         """Groups pruned one at a time by the sensitivity analysis (default: each prunable layer)."""

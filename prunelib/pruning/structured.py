@@ -1,199 +1,277 @@
-"""Structured pruning of whole units (L2 criterion) and the layer surgery that physically removes them.
+"""Structured pruning of any traceable model, with Torch-Pruning's dependency graph as the engine.
 
-Two separate steps, as in the house style: :func:`structured_prune_step` *chooses* neurons and
-records the choice as ``torch.nn.utils.prune`` masks (``weight_mask`` rows and ``bias_mask``
-entries), so IMP's rewind (copy initial ``*_orig``, keep ``*_mask``) works unchanged;
-:func:`shrink` later *rebuilds* a smaller :class:`~prunelib.families.mlp.models.MLP` without the dead
-neurons, with the same outputs.
+Torch-Pruning (DepGraph, Fang et al., CVPR 2023) traces a model once and yields *groups*: the
+output units of one layer (a Linear's neurons, a Conv's channels) together with everything
+coupled to them (the BatchNorm after it, the next layer's input columns, depthwise convs and both
+sides of a residual add). A group is removed as a whole or not at all.
 
-The rule, in one place:
+How prunelib uses it, in one place:
 
-* Only hidden Linear layers (``model.layers``) lose neurons; the output layer ``model.out``
-  never does. Each hidden layer is pruned separately (per-layer, not global: row norms of
-  layers with different fan-in are not comparable).
-* A neuron's score is the L2 norm of its effective weight row (``weight_orig * weight_mask``);
-  its bias does not enter the score but is masked together with the row, so the neuron is dead
-  (``relu(0 @ x + 0) = 0``).
-* ``amount`` is the fraction of the layer's *remaining* neurons removed this step (remaining =
-  rows whose weight mask is not all zero, torch's structured convention). The number removed
-  is ``round(amount * remaining)`` (Python's round, half to even, as in
-  :mod:`prunelib.pruning.criteria` and torch), capped at ``remaining - 1`` so every layer keeps at
-  least one neuron.
-* Ties: neurons are ranked by (norm, index) ascending, so among equal norms the lower index
-  is removed first.
+* **Masks during the schedule, a shrink at deploy time.** :func:`prune_units` chooses units and
+  records the choice as ``torch.nn.utils.prune`` masks on every parameter slice Torch-Pruning
+  would cut for them (:func:`group_masks`), so IMP's rewind (copy the initial ``*_orig``, keep
+  every ``*_mask``) resets the survivors to their initial values unchanged, and the sizes,
+  sparsity and compact format see the zeros. :func:`shrink` later asks Torch-Pruning to cut the
+  dead units physically; the outputs stay the same, because every weight of a dead unit (its
+  row, its BatchNorm scale and shift, the next layer's column) is zero.
+* **Which slices a group cuts** is read from Torch-Pruning itself, not from a table of layer
+  types: on a private copy each parameter holds its own positions (0, 1, 2, ...), the group is
+  pruned there, and the positions that disappeared are the mask's zeros.
+* **Criteria** (:data:`UNIT_CRITERIA`): ``l2``, the L2 norm of all of a unit's coupled weights
+  (Torch-Pruning's ``GroupMagnitudeImportance``); ``bn-scale``, the |γ| of the group's BatchNorm
+  (network slimming, Liu et al. 2017), falling back to ``l2`` in a group without BatchNorm.
+* **Scope** (:data:`UNIT_SCOPES`): ``layer`` removes ``round(amount × alive)`` units of each group,
+  capped so each keeps one; ``global`` ranks the units of all groups together by their score
+  divided by their group's mean (over alive units) and removes ``round(amount × all alive)``,
+  never a group's last unit.
+* A unit is **alive** while any weight coupled to it (biases included) is nonzero. Ties go to
+  the lower index: ranking is a stable sort by (score, index).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch_pruning as tp
 from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.config import check_fraction
-from prunelib.pruning.params import Params
+from prunelib.errors import Unsupported
+from prunelib.pruning.criteria import remove_reparametrization
+
+UNIT_CRITERIA = ("l2", "bn-scale")
+UNIT_SCOPES = ("layer", "global")
 
 
-def count_to_prune(amount: float, remaining: int) -> int:
-    """How many of ``remaining`` neurons one step of ``amount`` removes (module docstring rule).
+@dataclass(frozen=True)
+class UnitRule:
+    """How units are ranked (``criterion``) and counted (``scope``) in a structured step."""
 
-    Raises:
-        ValueError: ``amount`` not strictly between 0 and 1, or ``remaining`` < 1.
+    criterion: str = "l2"
+    scope: str = "layer"
+
+    def __post_init__(self) -> None:
+        if self.criterion not in UNIT_CRITERIA:
+            raise ValueError(f"unknown unit criterion {self.criterion!r}; choose one of {list(UNIT_CRITERIA)}")
+        if self.scope not in UNIT_SCOPES:
+            raise ValueError(f"unknown unit scope {self.scope!r}; choose one of {list(UNIT_SCOPES)}")
+
+    @property
+    def default(self) -> bool:
+        """Whether this is the default rule (L2, per layer), which leaves labels as they were."""
+        return self == UnitRule()
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How the engine sees a model: what to trace it on, and which layers never lose output units.
+
+    ``example``: one input the model's forward takes (a batch of one is enough).
+    ``ignored``: modules of the model whose outputs stay whole, typically the classifier.
     """
-    check_fraction("amount", amount)
-    if not isinstance(remaining, int) or remaining < 1:
-        raise ValueError(f"remaining must be an int >= 1, got {remaining!r}")
-    return min(round(float(amount) * remaining), remaining - 1)
+
+    example: torch.Tensor
+    ignored: tuple[nn.Module, ...] = ()
 
 
-class L2NeuronStructured(prune.BasePruningMethod):
-    """Criterion: remove the output units (rows, ``dim=0``) with the smallest L2 norm.
+@dataclass(frozen=True)
+class _Graph:
+    """A dependency graph built on a plain copy of a model, with its groups' roots by name."""
 
-    A torch pruning method, so repeated steps compose through torch's ``PruningContainer``,
-    which hands :meth:`compute_mask` only the rows still alive.
-    """
-
-    PRUNING_TYPE = "structured"
-    dim = 0
-
-    def __init__(self, amount: float) -> None:
-        self.amount = check_fraction("amount", amount)
-
-    def compute_mask(self, t: torch.Tensor, default_mask: torch.Tensor) -> torch.Tensor:
-        """Mask zeroing the ``count_to_prune(amount, rows)`` lowest-norm rows of ``t``."""
-        rows = t.shape[0]
-        mask = default_mask.clone(memory_format=torch.contiguous_format)
-        n = count_to_prune(self.amount, rows) if rows > 0 else 0
-        if n == 0:
-            return mask
-        norms = torch.linalg.vector_norm(t.detach().reshape(rows, -1).double(), dim=1)
-        order = torch.sort(norms, stable=True).indices  # ascending norm, then ascending index
-        mask[order[:n]] = 0
-        return mask
+    plain: nn.Module
+    graph: Any  # tp.DependencyGraph
+    roots: dict[str, tuple[nn.Module, Any]]  # root module name -> (module of ``plain``, pruning function)
 
 
-def effective_tensor(module: nn.Module, name: str) -> torch.Tensor | None:
-    """``name`` of ``module`` as the forward pass uses it, recomputed from ``*_orig * *_mask``.
+def _graph(model: nn.Module, structure: Structure) -> _Graph:
+    """Trace a plain copy of ``model`` (pruning made permanent) and list its groups' roots."""
+    plain = remove_reparametrization(model).eval()
+    names = {id(m): n for n, m in model.named_modules()}
+    by_name = dict(plain.named_modules())
 
-    Recomputed rather than read from ``module.<name>``, which torch refreshes only on forward
-    and so is stale right after a rewind.
-    """
-    orig = getattr(module, name + "_orig", None)
-    if orig is not None:
-        return (orig * getattr(module, name + "_mask").to(orig.dtype)).detach()
-    value = getattr(module, name, None)
-    return None if value is None else value.detach()
+    def mine(modules: Any) -> list[nn.Module]:
+        try:
+            return [by_name[names[id(m)]] for m in modules]
+        except KeyError as missing:
+            raise ValueError(f"Structure names a module that is not part of the model: {missing}") from None
 
-
-def neuron_prune(
-    params: Params,
-    amount: float,
-    seed: int = 0,
-    method: type[prune.BasePruningMethod] = L2NeuronStructured,
-) -> None:
-    """Prune ``amount`` of the remaining output units of each of ``params``, in place.
-
-    Same signature as the criteria of :mod:`prunelib.pruning.criteria` (``seed`` is unused: L2 is
-    deterministic). Mutates each module: adds or tightens ``weight_mask`` (whole rows) and
-    ``bias_mask`` through ``torch.nn.utils.prune``; weights themselves are untouched.
-
-    Args:
-        params: ``(module, "weight")`` pairs; pass :func:`hidden_parameters` so the output
-            layer is spared.
-        amount: fraction strictly between 0 and 1 of each layer's remaining units to remove.
-        method: the criterion, a structured torch pruning method taking ``amount``.
-
-    Raises:
-        ValueError: ``amount`` not strictly between 0 and 1, or a name other than "weight".
-    """
-    check_fraction("amount", amount)
-    for module, name in params:
-        if name != "weight":
-            raise ValueError(f"neuron pruning acts on 'weight', got {name!r}")
-        scores = effective_tensor(module, "weight")
-        method.apply(module, "weight", amount, importance_scores=scores)
-        if getattr(module, "bias", None) is not None:
-            mask = cast(torch.Tensor, module.weight_mask)
-            row_alive = mask.reshape(mask.shape[0], -1).any(dim=1).to(mask.dtype)
-            prune.custom_from_mask(module, "bias", row_alive)
+    ignored = mine(structure.ignored)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(plain, structure.example, verbose=False)
+        plain_names = {id(m): n for n, m in plain.named_modules()}
+        roots: dict[str, tuple[nn.Module, Any]] = {}
+        for group in graph.get_all_groups(ignored_layers=ignored):
+            dep = group[0].dep
+            roots[plain_names[id(dep.target.module)]] = (dep.target.module, dep.handler)
+    order = {n: i for i, n in enumerate(by_name)}  # groups in the model's own layer order
+    return _Graph(plain, graph, dict(sorted(roots.items(), key=lambda kv: order[kv[0]])))
 
 
-def alive_neurons(module: nn.Module) -> torch.Tensor:
-    """Boolean vector over output units of ``module``: False where the unit is dead.
-
-    Dead means its effective weight row and bias are all zero, so after a ReLU it outputs 0
-    for every input. Judged on values, so it works on masked and on ``prune.remove``-d models.
-    """
-    weight = effective_tensor(module, "weight")
-    if weight is None:
-        raise ValueError(f"module {module!r} has no weight")
-    alive = weight.reshape(weight.shape[0], -1).ne(0).any(dim=1)
-    bias = effective_tensor(module, "bias")
-    if bias is not None:
-        alive |= bias.ne(0)
-    return alive
+def _full_group(g: _Graph, name: str) -> Any:
+    module, handler = g.roots[name]
+    return g.graph.get_pruning_group(module, handler, list(range(g.graph.get_out_channels(module))))
 
 
-def rebuild_layer(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
-    """A fresh Linear/Conv1d like ``module`` holding ``weight`` and ``bias`` (no pruning hooks)."""
+def _dim(module: nn.Module, handler: Any) -> int:
+    """The weight dimension a pruning function cuts on ``module`` (bias and norm parameters: always 0)."""
+    out = handler.__name__ == "prune_out_channels"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if module.groups not in (1, module.in_channels):
+            raise Unsupported(f"grouped convolution {module} (groups={module.groups}) cannot be scored")
+        return (1 if out else 0) if module.transposed else (0 if out or module.groups > 1 else 1)
     if isinstance(module, nn.Linear):
-        new: nn.Linear | nn.Conv1d = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    elif isinstance(module, nn.Conv1d):
-        if module.groups != 1:
-            raise ValueError(f"only groups=1 Conv1d can be shrunk, got groups={module.groups}")
-        new = nn.Conv1d(
-            weight.shape[1],
-            weight.shape[0],
-            cast("tuple[int]", module.kernel_size),  # a Conv1d's are 1-tuples; the stubs say tuple[int, ...]
-            cast("tuple[int]", module.stride),
-            cast("str | tuple[int]", module.padding),
-            cast("tuple[int]", module.dilation),
-            1,
-            bias is not None,
-            module.padding_mode,
-        )
-    else:
-        raise TypeError(f"can shrink Linear or Conv1d, got {type(module).__name__}")
-    new = new.to(dtype=weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if bias is not None:
-            cast(torch.Tensor, new.bias).copy_(bias)  # built with bias=True just above
-    return new
+        return 0 if out else 1
+    if isinstance(module, nn.Embedding):
+        return 1
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.PReLU)):
+        return 0
+    raise Unsupported(
+        f"Torch-Pruning couples a {type(module).__name__} to these units; prunelib scores Linear, Conv, norm and embedding layers"
+    )
 
 
-def shrink_pair(
-    producer: nn.Module, consumer: nn.Module, keep: torch.Tensor | Sequence[int]
-) -> tuple[nn.Module, nn.Module]:
-    """New ``(producer, consumer)`` keeping only units ``keep`` between them.
+def _scores(g: _Graph, name: str, criterion: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(score, alive) per unit of the group rooted at ``name``.
 
-    ``producer`` loses output units (weight dim 0, bias), ``consumer`` the matching inputs
-    (weight dim 1). Works for Linear and groups=1 Conv1d (channels), reparametrized or not;
-    the inputs are not mutated. Exact when the dropped units output 0 after the activation in
-    between (dead units under ReLU/GELU/tanh, not sigmoid).
-
-    Args:
-        keep: boolean mask over the producer's outputs, or sorted indices to keep.
-
-    Raises:
-        ValueError: ``keep`` does not fit the layers' shapes or keeps nothing.
+    ``l2``: the L2 norm over every weight slice coupled to the unit; ``bn-scale``: the mean |γ|
+    of its BatchNorm layers (``l2`` when the group has none). Alive: any coupled value nonzero.
     """
-    w1, b1 = effective_tensor(producer, "weight"), effective_tensor(producer, "bias")
-    w2, b2 = effective_tensor(consumer, "weight"), effective_tensor(consumer, "bias")
-    if w1 is None or w2 is None:
-        raise ValueError("producer and consumer need weights")
-    if w1.shape[0] != w2.shape[1]:
-        raise ValueError(f"producer has {w1.shape[0]} outputs but consumer {w2.shape[1]} inputs")
-    keep = torch.as_tensor(keep)
-    if keep.dtype == torch.bool:
-        if keep.shape != (w1.shape[0],):
-            raise ValueError(f"boolean keep must have shape ({w1.shape[0]},), got {tuple(keep.shape)}")
-        keep = keep.nonzero().flatten()
-    keep = keep.to(torch.long)
-    if keep.numel() == 0 or keep.min() < 0 or keep.max() >= w1.shape[0]:
-        raise ValueError(f"keep must select 1..{w1.shape[0]} valid units, got {keep.tolist()}")
-    new_producer = rebuild_layer(producer, w1[keep], None if b1 is None else b1[keep])
-    new_consumer = rebuild_layer(consumer, w2[:, keep], b2)
-    return new_producer, new_consumer
+    group = _full_group(g, name)
+    width = g.graph.get_out_channels(g.roots[name][0])
+    squares = torch.zeros(width, dtype=torch.float64)
+    magnitude = torch.zeros(width, dtype=torch.float64)
+    scales = 0
+    for item in group:
+        module = item.dep.target.module
+        if not isinstance(module, nn.Module) or not any(True for _ in module.parameters(recurse=False)):
+            continue  # an operation (add, reshape, ...) or a layer without weights
+        dim, roots = _dim(module, item.dep.handler), torch.as_tensor(item.root_idxs, dtype=torch.long)
+        idxs = torch.as_tensor(item.idxs, dtype=torch.long)
+        for pname, p in module.named_parameters(recurse=False):
+            if p.dim() == 0 or (isinstance(module, nn.PReLU) and p.numel() == 1):
+                continue
+            if pname != "weight" and dim != 0:
+                continue  # a layer's inputs: its bias is not coupled to them
+            d = dim if pname == "weight" else 0
+            part = p.detach().double().index_select(d, idxs).movedim(d, 0).reshape(len(idxs), -1)
+            squares.scatter_add_(0, roots, part.pow(2).sum(1))
+            if criterion == "bn-scale" and pname == "weight" and isinstance(module, nn.modules.batchnorm._BatchNorm):
+                magnitude.scatter_add_(0, roots, part.abs().sum(1))
+                scales += 1
+    alive = squares.ne(0)
+    score = magnitude / scales if scales else squares.sqrt()
+    return score.where(alive, torch.zeros((), dtype=torch.float64)), alive
+
+
+def _lowest(score: torch.Tensor, candidates: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` candidate indices with the lowest score, ties to the lower index."""
+    idx = candidates.nonzero().flatten()
+    order = torch.sort(score[idx], stable=True).indices
+    return sorted(idx[order[:n]].tolist())
+
+
+def count_to_prune(amount: float, alive: int) -> int:
+    """Units one step removes from a group of ``alive`` units: ``round(amount × alive)``, keeping one."""
+    check_fraction("amount", amount)
+    return max(0, min(round(float(amount) * alive), alive - 1))
+
+
+def choose_units(
+    model: nn.Module, structure: Structure, amount: float, rule: UnitRule = UnitRule()
+) -> dict[str, list[int]]:
+    """Which alive units of each group one step of ``amount`` removes, by root name (sorted indices)."""
+    check_fraction("amount", amount)
+    g = _graph(model, structure)
+    scored = {name: _scores(g, name, rule.criterion) for name in g.roots}
+    if rule.scope == "layer":
+        chosen = {name: _lowest(s, a, count_to_prune(amount, int(a.sum()))) for name, (s, a) in scored.items()}
+        return {name: idx for name, idx in chosen.items() if idx}
+    pool: list[tuple[float, str, int]] = []
+    for name, (s, a) in scored.items():
+        mean = float(s[a].mean()) if a.any() else 0.0
+        pool += [(float(s[i]) / mean if mean > 0 else 0.0, name, i) for i in a.nonzero().flatten().tolist()]
+    pool.sort(key=lambda t: (t[0], list(scored).index(t[1]), t[2]))
+    left = {name: int(a.sum()) for name, (_, a) in scored.items()}
+    budget = round(float(amount) * sum(left.values()))
+    chosen_g: dict[str, list[int]] = {}
+    for _, name, i in pool:
+        if budget == 0:
+            break
+        if left[name] > 1:
+            chosen_g.setdefault(name, []).append(i)
+            left[name] -= 1
+            budget -= 1
+    return {name: sorted(idx) for name, idx in chosen_g.items()}
+
+
+def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list[int]]) -> dict[str, torch.Tensor]:
+    """Masks (1 keep, 0 cut) by parameter name for every slice Torch-Pruning cuts to remove ``units``.
+
+    Read from Torch-Pruning itself: on a private copy each parameter holds its positions, the
+    groups are pruned there, and the positions that are gone are the zeros.
+    """
+    g = _graph(model, structure)
+    shapes = {}
+    with torch.no_grad():
+        for name, p in g.plain.named_parameters():
+            if p.numel() >= 2**24:
+                raise ValueError(f"parameter {name!r} has {p.numel()} elements, too many to tag exactly in float32")
+            shapes[name] = (p.shape, p.dtype)
+            p.data = torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, idx in units.items():
+                if name not in g.roots:
+                    raise ValueError(f"no unit group rooted at {name!r}; groups: {sorted(g.roots)}")
+                module, handler = g.roots[name]
+                g.graph.get_pruning_group(module, handler, list(idx)).prune()
+    masks = {}
+    for name, p in g.plain.named_parameters():
+        shape, dtype = shapes[name]
+        kept = torch.zeros(shape.numel(), dtype=dtype)
+        kept[p.detach().reshape(-1).long()] = 1
+        if not bool(kept.all()):
+            masks[name] = kept.reshape(shape)
+    return masks
+
+
+def prune_units(model: nn.Module, structure: Structure, amount: float, rule: UnitRule = UnitRule()) -> None:
+    """One structured step in place: mask ``amount`` of the alive units (per ``rule``) and all coupled slices."""
+    masks = group_masks(model, structure, choose_units(model, structure, amount, rule))
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        owner, _, param = name.rpartition(".")
+        prune.custom_from_mask(modules[owner], param, mask)
+
+
+def unit_counts(model: nn.Module, structure: Structure) -> dict[str, tuple[int, int]]:
+    """``(alive, total)`` units per group, by root name."""
+    g = _graph(model, structure)
+    return {name: (int(a.sum()), len(a)) for name in g.roots for _, a in [_scores(g, name, "l2")]}
+
+
+def shrink(model: nn.Module, structure: Structure) -> nn.Module:
+    """A physically smaller copy of ``model`` without its dead units (pruning made permanent); same outputs.
+
+    ``model`` is not changed. A group whose units are all dead keeps one (zero) unit, so shapes
+    stay valid.
+    """
+    g = _graph(model, structure)
+    dead = {}
+    for name in g.roots:
+        _, alive = _scores(g, name, "l2")
+        idx = (~alive).nonzero().flatten().tolist()
+        dead[name] = idx[1:] if len(idx) == len(alive) else idx
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, idx in dead.items():
+            if idx:
+                module, handler = g.roots[name]
+                g.graph.get_pruning_group(module, handler, idx).prune()
+    return g.plain.train(model.training)

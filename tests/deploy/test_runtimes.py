@@ -35,7 +35,7 @@ from prunelib.families.mlp.models import MLP
 from prunelib.families.mlp.structured import hidden_parameters
 from prunelib.pruning.criteria import magnitude_prune, named_masks
 from prunelib.pruning.params import linear_and_conv_weights
-from prunelib.pruning.structured import neuron_prune
+from prunelib.pruning.neurons import neuron_prune
 
 FAMILY = MlpFamily()
 

@@ -17,7 +17,7 @@ from prunelib.families.mlp.structured import hidden_parameters
 from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import magnitude_prune, named_masks
 from prunelib.pruning.params import effective_parameters
-from prunelib.pruning.structured import neuron_prune
+from prunelib.pruning.neurons import neuron_prune
 from prunelib.results.schema import sweep_columns
 from prunelib.storage.compact import compact_stats
 from prunelib.storage.modelfile import model_tensors

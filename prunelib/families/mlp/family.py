@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -14,10 +13,9 @@ from prunelib.families.contract import Family, Metric, Runner
 from prunelib.families.mlp.config import DataConfig, TrainConfig, default_train_config
 from prunelib.families.mlp.data import DATASETS, Splits, load_data, subset
 from prunelib.families.mlp.models import MLP, PRESETS, ModelSpec
-from prunelib.families.mlp.structured import hidden_linears, hidden_parameters, neurons_remaining, shrink
 from prunelib.families.mlp.train import evaluate, init_model, train
 from prunelib.pruning.params import Params
-from prunelib.pruning.structured import neuron_prune
+from prunelib.pruning.structured import Structure
 
 #: Data sets large enough that ``--prune-quick`` subsamples them (train, test).
 QUICK_SUBSETS: dict[str, tuple[int, int]] = {
@@ -87,19 +85,15 @@ class MlpFamily(Family):
     def example_inputs(self, data: Splits, batch: int) -> torch.Tensor:
         return batch_of(data.test.x, batch)
 
-    # structured: hidden neurons by L2, shrunk to a smaller MLP
-    def structured_step(self, model: nn.Module, amount: float, seed: int) -> None:
-        neuron_prune(hidden_parameters(cast(MLP, model)), amount, seed)
-
-    def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        return neurons_remaining(cast(MLP, model))
-
-    def unit_sparsity(self, model: nn.Module) -> float:
-        total = sum(int(m.out_features) for _, m in hidden_linears(cast(MLP, model)))
-        return 1.0 - sum(neurons_remaining(cast(MLP, model)).values()) / total if total else math.nan
-
-    def shrink(self, model: nn.Module) -> nn.Module:
-        return shrink(cast(MLP, model))
+    def structure(self, model: nn.Module) -> Structure:
+        """Hidden neurons are the units (the engine traces the MLP); the output layer keeps its classes."""
+        mlp = cast(MLP, model)
+        first = mlp.layers[0] if len(mlp.layers) else mlp.out
+        if mlp.embedding is not None:
+            example = torch.ones(1, 4, dtype=torch.long)
+        else:
+            example = torch.zeros(1, first.in_features)
+        return Structure(example, ignored=(mlp.out,))
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
         return {name: [(m, "weight")] for name, m in model.named_modules() if isinstance(m, nn.Linear)}

@@ -1,6 +1,6 @@
 """Structured pruning of SEW CTC models: feed-forward units, attention heads and conv channels, then shrinking.
 
-As for the MLP (:mod:`prunelib.pruning.structured`), choosing and removing are separate steps.
+As for the MLP (:mod:`prunelib.pruning.neurons`), choosing and removing are separate steps.
 :func:`structured_prune_step` records its choice as ``torch.nn.utils.prune`` masks, so IMP's
 rewind and retraining work unchanged; :func:`shrink_sew` then builds a copy with smaller layers
 and the same outputs, which runs faster in PyTorch and exports smaller to ONNX.
@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.families.sew.deploy import inference_copy
-from prunelib.pruning.structured import (
+from prunelib.pruning.neurons import (
     alive_neurons,
     count_to_prune,
     effective_tensor,

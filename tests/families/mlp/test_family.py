@@ -15,7 +15,7 @@ from prunelib.families.mlp.models import MLP
 from prunelib.families.mlp.structured import hidden_parameters, neurons_remaining, shrink
 from prunelib.families.registry import get_family
 from prunelib.pruning.criteria import initial_state, magnitude_prune, rewind
-from prunelib.pruning.structured import neuron_prune
+from prunelib.pruning.neurons import neuron_prune
 
 FAMILY = MlpFamily()
 

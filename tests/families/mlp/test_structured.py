@@ -24,7 +24,7 @@ from prunelib.families.mlp.structured import (
     structured_prune_step,
 )
 from prunelib.pruning.criteria import initial_state, rewind
-from prunelib.pruning.structured import alive_neurons, neuron_prune
+from prunelib.pruning.neurons import alive_neurons, neuron_prune
 from tests.pruning.test_structured import amounts, expected_widths, make_mlp, widths
 
 

@@ -1,6 +1,6 @@
 """Structured L2 unit pruning: the counting rule, the mask invariants, and exact shrinking.
 
-The generic pieces (:mod:`prunelib.pruning.structured`: criterion, ``neuron_prune``,
+The generic pieces (:mod:`prunelib.pruning.neurons`: criterion, ``neuron_prune``,
 ``shrink_pair``) are tested here with the MLP's neuron helpers as their first user; the MLP's
 own helpers and its ``shrink`` are tested in ``tests/families/mlp/test_structured.py``.
 """
@@ -22,7 +22,7 @@ from prunelib.families.mlp.structured import (
     neurons_remaining,
     structured_prune_step,
 )
-from prunelib.pruning.structured import (
+from prunelib.pruning.neurons import (
     L2NeuronStructured,
     alive_neurons,
     count_to_prune,
