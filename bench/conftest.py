@@ -98,6 +98,8 @@ def suite_of(config: pytest.Config) -> Suite:
             "iterations",
             "amount",
             "seed",
+            "unit_criterion",
+            "unit_scope",
             "cooldown",
             "cooldown_below",
         ):

@@ -12,9 +12,9 @@ import torch
 
 from prunelib.families.registry import get_family
 from prunelib.pruning.criteria import named_masks
+from prunelib.pruning.neurons import count_to_prune
 from prunelib.pruning.params import effective_parameters
 from prunelib.pruning.sparsity import expected_sparsity
-from prunelib.pruning.neurons import count_to_prune
 from prunelib.storage.checkpoint import read_tensors
 from prunelib.sweep.cache import load_model, masks_equal, replay_rewind_step
 from prunelib.sweep.metrics import static_metrics

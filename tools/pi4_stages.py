@@ -313,12 +313,12 @@ def stage_torch_int8_qnnpack(info: dict) -> dict:
 def stage_structured_shrink(info: dict) -> dict:
     import torch
 
-    from prunelib.families.mlp.structured import shrink, structured_prune_step
+    from prunelib.families.mlp.family import MlpFamily
 
-    model = _mlp()
+    family, model = MlpFamily(), _mlp()
     for _ in range(2):
-        structured_prune_step(model, 0.5)
-    small = shrink(model)
+        family.structured_step(model, 0.5, 0)
+    small = family.shrink(model)
     with torch.no_grad():
         x = _x((8, 784))
         diff = float((small(x) - model(x)).abs().max())

@@ -13,6 +13,7 @@ from prunelib.deploy.runtimes import RUNTIMES
 from prunelib.families.contract import Family
 from prunelib.fileio import write_text_atomic
 from prunelib.pruning.schedules import SCHEDULES
+from prunelib.pruning.structured import UNIT_CRITERIA, UNIT_SCOPES
 from prunelib.results.tables import to_markdown, wide_table
 from prunelib.sweep.loaded import Loaded, load
 from prunelib.sweep.spec import SweepSpec
@@ -71,6 +72,18 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "per step, 0 < A < 1 (default: the family's: 0.33 for the MLP, 0.1 for speech, as the lab)",
     )
     p.add_argument("--embeddings", action="store_true", help="unstructured pruning also prunes embedding tables")
+    p.add_argument(
+        "--unit-criterion",
+        choices=UNIT_CRITERIA,
+        default="l2",
+        help="structured methods rank units by l2 (all coupled weights) or bn-scale (BatchNorm |gamma|)",
+    )
+    p.add_argument(
+        "--unit-scope",
+        choices=UNIT_SCOPES,
+        default="layer",
+        help="structured methods remove the amount of each layer's units, or of all units ranked together",
+    )
     p.add_argument(
         "--runtime",
         default="torch",
@@ -138,6 +151,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         args.amount if args.amount is not None else family.amount,
         args.iterations if args.iterations is not None else family.iterations,
         seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
+        unit_criterion=args.unit_criterion, unit_scope=args.unit_scope,
     )  # fmt: skip
     hparams_of(family, args)  # a bad --hparam fails before any data is read
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None

@@ -1,11 +1,13 @@
 """Deployment and the inference runtimes behind one callable, for any family.
 
 A checkpoint is deployed as the family says (:meth:`Family.deploy`: pruning made permanent,
-shrunk when structured), then put at a precision (:func:`at_precision`), then run by:
+shrunk when structured), made inference-ready (:func:`shipped`: BatchNorm folded into the layer
+before it), then put at a precision (:func:`at_precision`), then run by:
 
 * ``torch``: the deployed model through :meth:`Family.forward`, dense kernels;
 * ``onnxruntime``: exported by :meth:`Family.export_onnx`, run by ONNX Runtime on the CPU
-  (int8: the fp32 export dynamically quantized by ONNX Runtime's own tool);
+  (int8: the fp32 export quantized by ONNX Runtime's own tool, dynamically, or statically with
+  QDQ per channel for a family whose :attr:`Family.int8` is ``"static"``, i.e. conv models);
 * ``torch-sparse``: each Linear run as CSR or dense, whichever was measured faster on this
   machine (:mod:`prunelib.deploy.sparse_exec`); fp32 and fp16 only;
 * ``executorch``: the deployed module exported with ``torch.export``, lowered to XNNPACK and
@@ -30,6 +32,7 @@ from torch import nn
 
 from prunelib.deploy.onnx import ort_runner, ort_session, quantize_onnx_int8
 from prunelib.deploy.precision import check_precision, dynamic_int8, quantized_copy
+from prunelib.deploy.ready import OrtModule, fold_batchnorm, static_int8
 from prunelib.deploy.sparse_exec import Force, to_sparse_execution
 from prunelib.families.contract import ALL_RUNTIMES, Runner
 
@@ -74,28 +77,34 @@ def runtime_missing(runtime: str) -> str:
     return SKIP_REASON if runtime == "executorch" and not executorch_available() else ""
 
 
-def at_precision(deployed: nn.Module, precision: str) -> nn.Module:
+def at_precision(deployed: nn.Module, precision: str, family: Family | None = None, data: Any = None) -> nn.Module:
     """``deployed`` (fp32, no pruning hooks) at ``precision``, in eval mode.
 
     * ``fp32``: as is;
     * ``fp16``: every parameter rounded through fp16 and back (the values a half-precision
       file holds, computed in fp32; :func:`~prunelib.deploy.precision.quantized_copy`);
-    * ``int8``: torch's dynamic quantization of every Linear (:func:`~prunelib.deploy.precision.dynamic_int8`).
+    * ``int8``: torch's dynamic quantization of every Linear (:func:`~prunelib.deploy.precision.dynamic_int8`),
+      or, for a ``family`` whose int8 is static, ONNX Runtime's static QDQ model calibrated on
+      ``data`` (an :class:`~prunelib.deploy.ready.OrtModule`).
     """
     check_precision(precision)
     if precision == "fp16":
         deployed = quantized_copy(deployed, "fp16")
+    elif precision == "int8" and family is not None and family.int8 == "static":
+        deployed = OrtModule(static_int8(family, deployed, data))
     elif precision == "int8":
         deployed = dynamic_int8(deployed)
     return deployed.eval()
 
 
-def deploy(family: Family, model: nn.Module, structured: bool = False, precision: str = "fp32") -> nn.Module:
-    """The model as it ships: ``family.deploy`` (pruning permanent, shrunk when ``structured``) at ``precision``.
+def shipped(family: Family, model: nn.Module, structured: bool = False) -> nn.Module:
+    """``family.deploy`` (pruning permanent, shrunk when ``structured``) made inference-ready: BatchNorm folded."""
+    return fold_batchnorm(family.deploy(model, structured))
 
-    A new module; ``model`` is not changed.
-    """
-    return at_precision(family.deploy(model, structured), precision)
+
+def deploy(family: Family, model: nn.Module, structured: bool = False, precision: str = "fp32") -> nn.Module:
+    """The model as it ships (:func:`shipped`) at ``precision``. A new module; ``model`` is not changed."""
+    return at_precision(shipped(family, model, structured), precision)
 
 
 def set_torch_threads(threads: int | None) -> int:
@@ -166,9 +175,13 @@ def make_runner(
         return run
     example = family.example_inputs(data, 1)
     if precision == "int8":
-        fp32 = family.deploy(model, structured)
+        fp32 = shipped(family, model, structured)
         expected = _numpy(family.forward(fp32)(inputs))
-        session = ort_session(quantize_onnx_int8(family.export_onnx(fp32, example)), threads)
+        if family.int8 == "static":
+            quantized = static_int8(family, fp32, data)
+        else:
+            quantized = quantize_onnx_int8(family.export_onnx(fp32, example))
+        session = ort_session(quantized, threads)
         atol: float | None = int8_tolerance(expected)
     else:
         session = ort_session(family.export_onnx(deployed, example), threads)
@@ -186,9 +199,9 @@ def _executorch_runner(
     from prunelib.deploy.executorch import PteConfig, int8_atol, pte_runner, require_executorch, to_pte
 
     require_executorch()
-    fp32 = family.deploy(model, structured)
+    fp32 = shipped(family, model, structured)
     example = family.example_inputs(data, batch)
-    rows = family.example_inputs(data, max(64, batch))  # calibration in batches of the program's static shape
+    rows = family.calibration_inputs(data)  # calibration in batches of the program's static shape
     calibration = [rows[i : i + batch] for i in range(0, len(rows) - batch + 1, batch)] if precision == "int8" else None
     pte = to_pte(fp32, example, PteConfig(precision), calibration=calibration)
     run = pte_runner(pte, threads=threads)

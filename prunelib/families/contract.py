@@ -50,7 +50,7 @@ from torch import nn
 
 from prunelib.errors import Unsupported
 from prunelib.pruning.criteria import remove_reparametrization
-from prunelib.pruning.structured import Structure, UnitRule, prune_units, unit_counts
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, prune_units, unit_counts
 from prunelib.pruning.structured import shrink as shrink_units
 
 Params = list[tuple[nn.Module, str]]
@@ -151,6 +151,9 @@ class Family(ABC):
             rewinding keeps the metric where one-shot pruning collapses); a bench gate, off elsewhere.
         bench_methods: the methods ``pytest bench/`` runs when ``--prune-methods`` is not given
             (empty: the ini default, the lab's four).
+        int8: what int8 means for this family's models: ``"dynamic"`` (Linear weights, torch's and
+            ONNX Runtime's dynamic quantization) or ``"static"`` (ONNX Runtime QDQ, per channel,
+            calibrated on :meth:`calibration_inputs`: what a convolutional model needs).
     """
 
     name: ClassVar[str]
@@ -169,6 +172,7 @@ class Family(ABC):
     smoke: ClassVar[tuple[str, str] | None] = None
     lottery: ClassVar[tuple[tuple[str, str], ...]] = ()
     bench_methods: ClassVar[tuple[str, ...]] = ()
+    int8: ClassVar[str] = "dynamic"
 
     # ------------------------------------------------------------------ data and model
 
@@ -266,7 +270,7 @@ class Family(ABC):
         """
         raise Unsupported(f"family {self.name!r} does not support structured pruning")
 
-    def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = UnitRule()) -> None:
+    def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = DEFAULT_RULE) -> None:
         """Mask ``amount`` of the remaining units (channels, neurons) by ``rule``, in place."""
         prune_units(model, self.structure(model), amount, rule)
 
@@ -356,6 +360,10 @@ class Family(ABC):
             raise ValueError(f"{what} differs from PyTorch by {worst:.3g} (tolerance {atol:g})")
         return worst
 
+    def calibration_inputs(self, data: Any) -> torch.Tensor:
+        """Rows static int8 quantization calibrates on; override to give training rows (default: example rows)."""
+        return self.example_inputs(data, 256 if self.batched else 1)
+
     def parity_inputs(self, data: Any) -> torch.Tensor:
         """Inputs a runtime is checked on before timing (default: 64 example rows, or the one example)."""
         return self.example_inputs(data, 64 if self.batched else 1)
@@ -406,4 +414,8 @@ class Family(ABC):
             return f"family {self.name!r} does not run on {runtime} (runs on {', '.join(self.runtimes)})"
         if precision is not None and precision not in self.precisions:
             return f"family {self.name!r} does not support precision {precision} ({', '.join(self.precisions)})"
+        if runtime in ("torch", "torch-sparse") and precision == "int8" and self.int8 == "static":
+            return (
+                f"family {self.name!r} quantizes to int8 statically in ONNX Runtime (torch's dynamic int8 skips conv)"
+            )
         return ""

@@ -41,6 +41,16 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     ("--prune-seed", "prune_seed", "seed of data split, init, batch order and random masks (default 0)"),
     (
+        "--prune-unit-criterion",
+        "prune_unit_criterion",
+        "structured methods rank units by: l2 (all coupled weights) or bn-scale (BatchNorm |gamma|) (default l2)",
+    ),
+    (
+        "--prune-unit-scope",
+        "prune_unit_scope",
+        "structured methods count units per layer (each group loses the amount) or global (default layer)",
+    ),
+    (
         "--prune-runtimes",
         "prune_runtimes",
         "runtimes timed: torch, onnxruntime, torch-sparse, executorch (pip install prunelib[executorch]) (default torch,onnxruntime)",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from prunelib.pruning.criteria import get_criterion, refresh_masked, rewind
+from prunelib.pruning.structured import DEFAULT_RULE, UnitRule
 
 if TYPE_CHECKING:
     from prunelib.families.contract import Family
@@ -65,15 +66,21 @@ def get_schedule(name: str) -> Schedule:
 
 
 def prune_step(
-    family: Family, model: nn.Module, schedule: Schedule, amount: float, seed: int, embeddings: bool = False
+    family: Family,
+    model: nn.Module,
+    schedule: Schedule,
+    amount: float,
+    seed: int,
+    embeddings: bool = False,
+    rule: UnitRule = DEFAULT_RULE,
 ) -> None:
     """One pruning step of ``schedule``: ``amount`` of what remains, in place.
 
     Unstructured: ``schedule.criterion`` over ``family.prunable(model, embeddings)``;
-    structured: ``family.structured_step`` (each group's remaining units).
+    structured: ``family.structured_step`` (the remaining units, ranked and counted by ``rule``).
     """
     if schedule.structured:
-        family.structured_step(model, amount, seed)
+        family.structured_step(model, amount, seed, rule)
     else:
         get_criterion(schedule.criterion)(family.prunable(model, embeddings), amount, seed)
 
@@ -89,6 +96,7 @@ def iterate_schedule(
     iterations: int,
     seed: int,
     embeddings: bool = False,
+    rule: UnitRule = DEFAULT_RULE,
 ) -> Iterator[tuple[int, nn.Module]]:
     """Yield ``(0, model)`` then, after each of ``iterations`` steps, ``(k, model)``.
 
@@ -98,7 +106,7 @@ def iterate_schedule(
     """
     yield 0, model
     for k in range(1, iterations + 1):
-        prune_step(family, model, schedule, amount, seed + k, embeddings)
+        prune_step(family, model, schedule, amount, seed + k, embeddings, rule)
         if schedule.rewind:
             rewind(model, initial)
         if schedule.retrain:

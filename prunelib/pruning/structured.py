@@ -30,10 +30,11 @@ How prunelib uses it, in one place:
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 import torch_pruning as tp
@@ -44,6 +45,7 @@ from prunelib.config import check_fraction
 from prunelib.errors import Unsupported
 from prunelib.pruning.criteria import remove_reparametrization
 
+F = TypeVar("F", bound=Callable[..., Any])
 UNIT_CRITERIA = ("l2", "bn-scale")
 UNIT_SCOPES = ("layer", "global")
 
@@ -64,7 +66,11 @@ class UnitRule:
     @property
     def default(self) -> bool:
         """Whether this is the default rule (L2, per layer), which leaves labels as they were."""
-        return self == UnitRule()
+        return self == DEFAULT_RULE
+
+
+#: L2 per layer: what a structured method does unless told otherwise.
+DEFAULT_RULE = UnitRule()
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,20 @@ class _Graph:
     roots: dict[str, tuple[nn.Module, Any]]  # root module name -> (module of ``plain``, pruning function)
 
 
+def _autograd(fn: F) -> F:
+    """Run ``fn`` with autograd on, even when called under ``torch.no_grad`` or ``torch.inference_mode``.
+
+    Torch-Pruning traces a model through autograd; the copies it prunes must be normal tensors.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
 def _graph(model: nn.Module, structure: Structure) -> _Graph:
     """Trace a plain copy of ``model`` (pruning made permanent) and list its groups' roots."""
     plain = remove_reparametrization(model).eval()
@@ -103,7 +123,11 @@ def _graph(model: nn.Module, structure: Structure) -> _Graph:
     ignored = mine(structure.ignored)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = tp.DependencyGraph().build_dependency(plain, structure.example, verbose=False)
+        example = structure.example
+        dtype = next((p.dtype for p in plain.parameters() if p.is_floating_point()), example.dtype)
+        if example.is_floating_point():  # trace in the model's own precision
+            example = example.to(dtype)
+        graph = tp.DependencyGraph().build_dependency(plain, example, verbose=False)
         plain_names = {id(m): n for n, m in plain.named_modules()}
         roots: dict[str, tuple[nn.Module, Any]] = {}
         for group in graph.get_all_groups(ignored_layers=ignored):
@@ -182,8 +206,9 @@ def count_to_prune(amount: float, alive: int) -> int:
     return max(0, min(round(float(amount) * alive), alive - 1))
 
 
+@_autograd
 def choose_units(
-    model: nn.Module, structure: Structure, amount: float, rule: UnitRule = UnitRule()
+    model: nn.Module, structure: Structure, amount: float, rule: UnitRule = DEFAULT_RULE
 ) -> dict[str, list[int]]:
     """Which alive units of each group one step of ``amount`` removes, by root name (sorted indices)."""
     check_fraction("amount", amount)
@@ -210,6 +235,7 @@ def choose_units(
     return {name: sorted(idx) for name, idx in chosen_g.items()}
 
 
+@_autograd
 def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list[int]]) -> dict[str, torch.Tensor]:
     """Masks (1 keep, 0 cut) by parameter name for every slice Torch-Pruning cuts to remove ``units``.
 
@@ -241,7 +267,8 @@ def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list
     return masks
 
 
-def prune_units(model: nn.Module, structure: Structure, amount: float, rule: UnitRule = UnitRule()) -> None:
+@_autograd
+def prune_units(model: nn.Module, structure: Structure, amount: float, rule: UnitRule = DEFAULT_RULE) -> None:
     """One structured step in place: mask ``amount`` of the alive units (per ``rule``) and all coupled slices."""
     masks = group_masks(model, structure, choose_units(model, structure, amount, rule))
     modules = dict(model.named_modules())
@@ -250,12 +277,14 @@ def prune_units(model: nn.Module, structure: Structure, amount: float, rule: Uni
         prune.custom_from_mask(modules[owner], param, mask)
 
 
+@_autograd
 def unit_counts(model: nn.Module, structure: Structure) -> dict[str, tuple[int, int]]:
     """``(alive, total)`` units per group, by root name."""
     g = _graph(model, structure)
     return {name: (int(a.sum()), len(a)) for name in g.roots for _, a in [_scores(g, name, "l2")]}
 
 
+@_autograd
 def shrink(model: nn.Module, structure: Structure) -> nn.Module:
     """A physically smaller copy of ``model`` without its dead units (pruning made permanent); same outputs.
 

@@ -91,7 +91,7 @@ def dense_key(spec: SweepSpec, loaded: Loaded) -> str:
 
 def sweep_key(spec: SweepSpec, loaded: Loaded) -> str:
     """Key of one schedule's checkpoints and static metrics."""
-    schedule = (spec.method, spec.amount, spec.iterations, spec.embeddings, spec.precision)
+    schedule = (spec.method, spec.amount, spec.iterations, spec.embeddings, spec.precision, spec.unit_rule)
     return config_key(dense_key(spec, loaded), schedule, versions=_versions(loaded))
 
 
@@ -193,7 +193,7 @@ def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArt
         rows = []
         steps = iterate_schedule(
             family, model, init, loaded.data, loaded.hparams, schedule,
-            spec.amount, spec.iterations, spec.seed, spec.embeddings,
+            spec.amount, spec.iterations, spec.seed, spec.embeddings, spec.unit_rule,
         )  # fmt: skip
         for k, current in progress(steps, desc=spec.label, total=spec.iterations + 1):
             save_checkpoint(current, staging / f"it{k:02d}.safetensors")
@@ -217,7 +217,7 @@ def replay_rewind_step(artifacts: SweepArtifacts, loaded: Loaded, iteration: int
     if not spec.schedule.rewind or iteration < 1:
         raise ValueError(f"{spec.label}: no rewind step at iteration {iteration}")
     model = load_model(artifacts, loaded, iteration - 1)
-    prune_step(loaded.family, model, spec.schedule, spec.amount, spec.seed + iteration, spec.embeddings)
+    prune_step(loaded.family, model, spec.schedule, spec.amount, spec.seed + iteration, spec.embeddings, spec.unit_rule)
     rewind(model, read_tensors(artifacts.initial))
     return model, load_model(artifacts, loaded, iteration)
 

@@ -62,7 +62,7 @@ def static_metrics(
         ValueError: the family's evaluation lacks its primary metric or returns it out of range.
     """
     deployed = family.deploy(model, structured)
-    runs = at_precision(deployed, precision)
+    runs = at_precision(deployed, precision, family, data)
     scores = family.evaluate(runs, data)
     name = family.metric.name
     if name not in scores:
@@ -75,7 +75,7 @@ def static_metrics(
         **size_metrics(model, deployed if structured else model, precision, family.prunable(model, embeddings)),
         **{k: float(v) for k, v in scores.items()},
         "params_deployed": count_parameters(deployed),
-        "flops": count_flops(runs, family.example_inputs(data, 1)),
+        "flops": count_flops(deployed, family.example_inputs(data, 1)),  # multiply-adds at any precision
         "neuron_sparsity": family.unit_sparsity(model),
         "precision": precision,
     }

@@ -9,6 +9,7 @@ from prunelib.config import check_fraction
 from prunelib.families.contract import Family
 from prunelib.families.registry import get_family
 from prunelib.pruning.schedules import Schedule, get_schedule
+from prunelib.pruning.structured import UnitRule
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,8 @@ class SweepSpec:
     ``family`` is a registered name or ``module:callable``. ``amount`` is the fraction of the
     *remaining* weights (or of each group's remaining units, structured) removed per step.
     ``precision`` is what the cached metrics are measured at. ``embeddings`` lets unstructured
-    pruning touch embedding tables too. ``data_dir`` says where the data lives and is not part
+    pruning touch embedding tables too. ``unit_criterion`` and ``unit_scope`` rank and count the
+    units of a structured method (:class:`~prunelib.pruning.structured.UnitRule`). ``data_dir`` says where the data lives and is not part
     of any cache key (the data's content is).
     """
 
@@ -33,6 +35,8 @@ class SweepSpec:
     embeddings: bool = False
     precision: str = "fp32"
     data_dir: str | None = None
+    unit_criterion: str = "l2"
+    unit_scope: str = "layer"
 
     def __post_init__(self) -> None:
         check_fraction("amount", self.amount)
@@ -40,12 +44,20 @@ class SweepSpec:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        get_schedule(self.method)
+        schedule = get_schedule(self.method)  # an unknown method is an error here
+        if not self.unit_rule.default and not schedule.structured:
+            raise ValueError(f"unit criterion and scope apply to structured methods, not {self.method!r}")
+
+    @property
+    def unit_rule(self) -> UnitRule:
+        """How a structured method ranks and counts units."""
+        return UnitRule(self.unit_criterion, self.unit_scope)
 
     @property
     def label(self) -> str:
-        """``dataset-model-method`` (the model's last path part): test ids and report sections."""
-        return f"{self.dataset}-{Path(self.model).name}-{self.method}"
+        """``dataset-model-method`` (the model's last path part), then the unit rule when not the default."""
+        label = f"{self.dataset}-{Path(self.model).name}-{self.method}"
+        return label if self.unit_rule.default else f"{label}-{self.unit_criterion}-{self.unit_scope}"
 
     @property
     def schedule(self) -> Schedule:

@@ -24,7 +24,8 @@ from prunelib.config import check_fraction
 from prunelib.deploy.precision import check_precision
 from prunelib.deploy.runtimes import RUNTIMES
 from prunelib.families.registry import family_for, get_family
-from prunelib.pruning.schedules import LAB_METHODS, SCHEDULES
+from prunelib.pruning.schedules import LAB_METHODS, SCHEDULES, get_schedule
+from prunelib.pruning.structured import DEFAULT_RULE, UnitRule
 from prunelib.sweep.spec import SweepSpec
 
 
@@ -66,6 +67,7 @@ class SuiteOptions:
     cooldown_below_c: float = 65.0  # --prune-cooldown-below: until the SoC is below this (°C)
     quick: bool = False
     embeddings: bool = False
+    unit_rule: UnitRule = DEFAULT_RULE  # --prune-unit-criterion / --prune-unit-scope, for structured methods
     default_methods: tuple[str, ...] = LAB_METHODS  # the ini's prune_methods
 
 
@@ -167,6 +169,11 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
     threads = tuple(
         dict.fromkeys(_int("--prune-threads", n, 1) for n in split_list("--prune-threads", get("threads") or 1))
     )
+    try:
+        unit_rule = UnitRule(str(get("unit_criterion") or "l2"), str(get("unit_scope") or "layer"))
+    except ValueError as exc:
+        flag = "--prune-unit-criterion" if "criterion" in str(exc) else "--prune-unit-scope"
+        raise OptionError(f"{flag}: {exc}") from None
     return SuiteOptions(
         data_dir=str(get("data_dir")) if get("data_dir") else None,
         triples=triples,
@@ -187,6 +194,7 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
         cooldown_below_c=_number("--prune-cooldown-below", get("cooldown_below") or 65, 1.0, 149.0),
         quick=quick,
         embeddings=bool(get("embeddings")),
+        unit_rule=unit_rule,
         default_methods=ini_methods,
     )
 
@@ -209,6 +217,7 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
         else:
             iterations = family.quick_iterations if opts.quick else family.iterations
         for method in methods_for(opts, t):
+            rule = opts.unit_rule if get_schedule(method).structured else UnitRule()
             specs.append(
                 SweepSpec(
                     t.family,
@@ -221,6 +230,8 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
                     quick=opts.quick,
                     embeddings=opts.embeddings,
                     data_dir=opts.data_dir,
+                    unit_criterion=rule.criterion,
+                    unit_scope=rule.scope,
                 )  # fmt: skip
             )
     return specs

@@ -35,6 +35,8 @@ OPTIONS = [
     "--train-subset",
     "--eval-count",
     "--embeddings",
+    "--unit-criterion",
+    "--unit-scope",
     "--runtime",
     "--precision",
     "--batch",

@@ -10,7 +10,6 @@ from torch.nn.utils import prune
 from prunelib.deploy.sparse_exec import SparseLinear, to_sparse_execution
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.models import MLP
-from prunelib.families.mlp.structured import shrink, structured_prune_step
 from prunelib.measure.flops import count_flops, flops_by_layer
 from prunelib.pruning.params import linear_and_conv_weights
 
@@ -38,9 +37,9 @@ def test_unstructured_pruned_run_densely_costs_the_dense_count() -> None:
 
 def test_shrunk_model_counts_its_smaller_layers() -> None:
     model = small_mlp()
-    structured_prune_step(model, 0.5)  # 8 -> 4, 6 -> 3 neurons
+    MlpFamily().structured_step(model, 0.5, 0)  # 8 -> 4, 6 -> 3 neurons
     assert count_flops(model, torch.randn(1, 10)) == 146  # masked, still dense
-    assert count_flops(shrink(model), torch.randn(1, 10)) == 10 * 4 + 4 * 3 + 3 * 3
+    assert count_flops(MlpFamily().shrink(model), torch.randn(1, 10)) == 10 * 4 + 4 * 3 + 3 * 3
     deployed = MlpFamily().deploy(model, structured=True)  # what the sweep counts: the family's deployed model
     assert count_flops(deployed, torch.randn(1, 10)) == 10 * 4 + 4 * 3 + 3 * 3
     assert count_flops(MlpFamily().deploy(model, structured=False), torch.randn(1, 10)) == 146

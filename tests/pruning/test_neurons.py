@@ -1,8 +1,6 @@
-"""Structured L2 unit pruning: the counting rule, the mask invariants, and exact shrinking.
+"""Hand-written neuron pruning (SEW's structured units): the counting rule, mask invariants, ``shrink_pair``.
 
-The generic pieces (:mod:`prunelib.pruning.neurons`: criterion, ``neuron_prune``,
-``shrink_pair``) are tested here with the MLP's neuron helpers as their first user; the MLP's
-own helpers and its ``shrink`` are tested in ``tests/families/mlp/test_structured.py``.
+Every other family prunes units through Torch-Pruning (``tests/pruning/test_structured.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +15,6 @@ from torch import nn
 from torch.nn.utils import prune
 
 from prunelib.families.mlp.models import MLP
-from prunelib.families.mlp.structured import (
-    hidden_linears,
-    neurons_remaining,
-    structured_prune_step,
-)
 from prunelib.pruning.neurons import (
     L2NeuronStructured,
     alive_neurons,
@@ -34,6 +27,18 @@ from prunelib.pruning.neurons import (
 
 widths = st.lists(st.integers(1, 24), min_size=1, max_size=3)
 amounts = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4)
+
+
+def hidden_linears(model: MLP) -> list[tuple[str, nn.Linear]]:
+    return [(f"layers.{i}", m) for i, m in enumerate(model.layers) if isinstance(m, nn.Linear)]
+
+
+def hidden_step(model: MLP, amount: float) -> None:
+    neuron_prune([(m, "weight") for _, m in hidden_linears(model)], amount)
+
+
+def alive_counts(model: MLP) -> list[int]:
+    return [int(alive_neurons(m).sum()) for _, m in hidden_linears(model)]
 
 
 def make_mlp(in_features: int, hidden: list[int], seed: int, vocab_size: int = 0) -> MLP:
@@ -76,7 +81,7 @@ def test_invalid_amount_raises(amount) -> None:
     with pytest.raises(ValueError, match="amount"):
         count_to_prune(amount, 10)
     with pytest.raises(ValueError, match="amount"):
-        structured_prune_step(make_mlp(4, [5], 0), amount)
+        hidden_step(make_mlp(4, [5], 0), amount)
 
 
 def test_invalid_arguments_raise() -> None:
@@ -103,8 +108,8 @@ def test_exact_counts_masks_and_ranking(hidden, steps, levels_seed, in_features)
     previous = {name: row_mask(m) for name, m in hidden_linears(model)}
     for step, a in enumerate(steps):
         before = {name: row_keys(m) for name, m in hidden_linears(model)}
-        structured_prune_step(model, a)
-        assert list(neurons_remaining(model).values()) == expected[step]
+        hidden_step(model, a)
+        assert alive_counts(model) == expected[step]
         assert not hasattr(model.out, "weight_mask") and not hasattr(model.out, "bias_mask")
         for name, m in hidden_linears(model):
             for mask in (m.weight_mask, m.bias_mask):

@@ -22,6 +22,7 @@ class NoUnits(MlpFamily):
     """The MLP family without structured pruning; loaded by ``module:callable`` below."""
 
     name = "no-units"
+    structure = Family.structure
     structured_step = Family.structured_step
     shrink = Family.shrink
 

@@ -13,11 +13,9 @@ from prunelib.families.contract import Metric
 from prunelib.families.mlp.config import TrainConfig
 from prunelib.families.mlp.data import Split, Splits, subset
 from prunelib.families.mlp.family import MlpFamily
-from prunelib.families.mlp.structured import hidden_parameters
 from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import magnitude_prune, named_masks
 from prunelib.pruning.params import effective_parameters
-from prunelib.pruning.neurons import neuron_prune
 from prunelib.results.schema import sweep_columns
 from prunelib.storage.compact import compact_stats
 from prunelib.storage.modelfile import model_tensors
@@ -58,7 +56,7 @@ def weights(model: nn.Module) -> dict[str, torch.Tensor]:
 def test_static_metrics_keys_and_deployed_values(lenet: nn.Module, small: Splits, precision: str, structured: bool):
     model = lenet
     if structured:
-        neuron_prune(hidden_parameters(model), 0.5)
+        FAMILY.structured_step(model, 0.5, 0)
     else:
         magnitude_prune(FAMILY.prunable(model), 0.5)
     masks, before = named_masks(model), weights(model)

@@ -8,6 +8,7 @@ import pytest
 
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.pruning.schedules import SCHEDULES
+from prunelib.pruning.structured import UnitRule
 from prunelib.sweep.spec import SweepSpec
 
 
@@ -35,6 +36,9 @@ def test_defaults_and_frozen() -> None:
         ({"iterations": -1}, r"iterations must be >= 0, got -1"),
         ({"seed": -3}, r"seed must be >= 0, got -3"),
         ({"method": "obd"}, r"unknown method 'obd'"),
+        ({"method": "obd", "unit_criterion": "bn-scale"}, r"unknown method 'obd'"),
+        ({"unit_criterion": "bn-scale"}, r"apply to structured methods, not 'imp-rewind'"),
+        ({"method": "structured-imp-rewind", "unit_scope": "model"}, r"unknown unit scope 'model'"),
     ],
 )
 def test_validation_names_the_bad_value(changes: dict, named: str) -> None:
@@ -52,6 +56,10 @@ def test_label_is_dataset_model_method_with_the_models_last_path_part() -> None:
         "librispeech-sew-tiny-no-retrain"
     )
     assert spec(model="org/sew").label == "mnist5k-sew-imp-rewind"
+    structured = spec(method="structured-imp-rewind", unit_criterion="bn-scale", unit_scope="global")
+    assert structured.label == "mnist5k-lenet300-structured-imp-rewind-bn-scale-global"  # only a non-default rule
+    assert spec(method="structured-imp-rewind").label == "mnist5k-lenet300-structured-imp-rewind"
+    assert structured.unit_rule == UnitRule("bn-scale", "global")
 
 
 def test_schedule_and_family() -> None:

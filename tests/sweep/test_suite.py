@@ -58,6 +58,19 @@ def test_every_spec_of_one_triple_shares_family_data_and_model() -> None:
     assert MLP.hparams("sst2", False) != MLP.hparams("mnist5k", False)
 
 
+def test_the_unit_rule_reaches_structured_methods_only() -> None:
+    raw = {"methods": "imp-rewind,structured-imp-rewind", "unit_criterion": "bn-scale", "unit_scope": "global"}
+    specs = sweep_specs(parse_options(raw))
+    assert [(s.method, s.unit_criterion, s.unit_scope) for s in specs] == [
+        ("imp-rewind", "l2", "layer"),
+        ("structured-imp-rewind", "bn-scale", "global"),
+    ]
+    with pytest.raises(OptionError, match="--prune-unit-criterion: unknown unit criterion 'taylor'"):
+        parse_options({"unit_criterion": "taylor"})
+    with pytest.raises(OptionError, match="--prune-unit-scope: unknown unit scope 'net'"):
+        parse_options({"unit_scope": "net"})
+
+
 def test_options_flow_into_every_spec() -> None:
     specs = sweep_specs(parse_options({"embeddings": True, "data_dir": "/data", "methods": "random"}))
     assert [(s.embeddings, s.data_dir, s.method) for s in specs] == [(True, "/data", "random")]

@@ -87,8 +87,10 @@ class MlpFamily(Family):
 
     def structure(self, model: nn.Module) -> Structure:
         """Hidden neurons are the units (the engine traces the MLP); the output layer keeps its classes."""
-        mlp = cast(MLP, model)
-        first = mlp.layers[0] if len(mlp.layers) else mlp.out
+        if not isinstance(model, MLP):  # the family's own model class: anything else is a caller's mistake
+            raise TypeError(f"the mlp family prunes a prunelib MLP, got {type(model).__name__}")
+        mlp = model
+        first = cast(nn.Linear, mlp.layers[0] if len(mlp.layers) else mlp.out)
         if mlp.embedding is not None:
             example = torch.ones(1, 4, dtype=torch.long)
         else:

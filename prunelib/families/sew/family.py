@@ -25,7 +25,7 @@ from torch import nn
 
 from prunelib.families.contract import Family, Metric, Params, Runner, Unsupported, fingerprint
 from prunelib.families.datadir import DataError
-from prunelib.pruning.structured import UnitRule
+from prunelib.pruning.structured import DEFAULT_RULE, UnitRule
 
 #: Folders tried, in order, for ``librispeech`` under the data root.
 LIBRISPEECH_FOLDERS = ("librispeech", "librispeech-mini", "LibriSpeech/test-clean", "test-clean")
@@ -222,7 +222,7 @@ class SewFamily(Family):
         return normalised_input(data.processor, data.utterances[0].audio)
 
     # structured: feed-forward units, attention heads, inner conv channels (prunelib.families.sew.structured)
-    def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = UnitRule()) -> None:
+    def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = DEFAULT_RULE) -> None:
         from prunelib.families.sew.structured import structured_prune_step
 
         if not rule.default:

@@ -12,10 +12,8 @@ from torch.nn.utils import prune
 from prunelib.families.contract import Family
 from prunelib.families.mlp.family import MlpFamily, batch_of
 from prunelib.families.mlp.models import MLP
-from prunelib.families.mlp.structured import hidden_parameters, neurons_remaining, shrink
 from prunelib.families.registry import get_family
 from prunelib.pruning.criteria import initial_state, magnitude_prune, rewind
-from prunelib.pruning.neurons import neuron_prune
 
 FAMILY = MlpFamily()
 
@@ -46,25 +44,26 @@ def test_default_model_and_pairs() -> None:
         FAMILY.check_model("vgg")
 
 
-def test_structured_step_units_and_unit_sparsity_match_the_helpers() -> None:
+def test_structured_units_are_the_hidden_neurons_and_the_seed_changes_nothing() -> None:
     model, twin = small(), small()
     assert FAMILY.units_remaining(model) == {"layers.0": 12, "layers.2": 6}
     assert FAMILY.unit_sparsity(model) == 0.0
     FAMILY.structured_step(model, 0.5, seed=3)
-    neuron_prune(hidden_parameters(twin), 0.5)
-    assert FAMILY.units_remaining(model) == neurons_remaining(twin) == {"layers.0": 6, "layers.2": 3}
+    FAMILY.structured_step(twin, 0.5, seed=4)  # L2 ranking: no randomness
+    assert FAMILY.units_remaining(model) == FAMILY.units_remaining(twin) == {"layers.0": 6, "layers.2": 3}
     assert torch.equal(model.layers[0].weight_mask, twin.layers[0].weight_mask)
     assert FAMILY.unit_sparsity(model) == pytest.approx(1 - 9 / 18)
-    assert not hasattr(model.out, "weight_mask")  # the output layer never loses units
+    assert not hasattr(model.out, "bias_mask")  # the output layer keeps its classes (its input columns go)
+    assert FAMILY.shrink(model).out.out_features == model.out.out_features
 
 
-def test_shrink_is_the_mlp_shrink_with_the_same_outputs() -> None:
+def test_shrink_is_a_smaller_mlp_with_the_same_outputs() -> None:
     model = small()
     FAMILY.structured_step(model, 0.5, 0)
     x = torch.randn(4, 8)
-    ours, helper = FAMILY.shrink(model), shrink(model)
+    ours = FAMILY.shrink(model)
+    assert type(ours) is type(model)  # Torch-Pruning rebuilds the layers in place: still an MLP
     assert [m.out_features for m in ours.layers if isinstance(m, nn.Linear)] == [6, 3]
-    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), helper.state_dict().values()))
     torch.testing.assert_close(ours(x), model(x), rtol=0, atol=1e-6)
     deployed = FAMILY.deploy(model, structured=True)
     torch.testing.assert_close(deployed(x), model(x), rtol=0, atol=1e-6)
@@ -119,7 +118,11 @@ def test_batch_of_cycles_rows() -> None:
 
 def test_unit_sparsity_without_hidden_layers_is_nan() -> None:
     assert math.isnan(FAMILY.unit_sparsity(MLP(4, (), 2)))
-    assert math.isnan(Family.unit_sparsity(FAMILY, small()))  # the contract's default
+
+    class NoUnits(MlpFamily):
+        structure = Family.structure
+
+    assert math.isnan(NoUnits().unit_sparsity(small()))  # the contract's default without a structure
 
 
 def test_prunable_are_the_linear_weights_and_optionally_the_embedding() -> None:

@@ -29,8 +29,8 @@ from prunelib.families.sew.structured import (
 )
 from prunelib.families.sew.train import SpeechTrainConfig
 from prunelib.pruning.criteria import initial_state, named_masks
-from prunelib.pruning.schedules import get_schedule, iterate_schedule
 from prunelib.pruning.neurons import count_to_prune
+from prunelib.pruning.schedules import get_schedule, iterate_schedule
 from prunelib.sweep.metrics import static_metrics
 
 from .tiny import TINY as TINY_BASE
