@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from prunelib.deploy.runtimes import runtime_missing
+from prunelib.families.contract import Family
 from prunelib.families.datadir import DataError, data_root
+from prunelib.families.registry import get_family
 from prunelib.plugin.options import prune_option
 from prunelib.sweep.cache import SweepArtifacts, default_cache_root, prepare_sweep
 from prunelib.sweep.loaded import Loaded, load
@@ -135,6 +137,33 @@ def _iterations(spec: SweepSpec) -> range:
     return range(spec.iterations + 1)
 
 
+@dataclass(frozen=True)
+class SpeedupCase:
+    """One timed case of a family's speed-up pair: ``variant`` (dense or one pruning step) on ``runtime``."""
+
+    family: Family
+    runtime: str
+    variant: str
+
+    @property
+    def id(self) -> str:
+        return f"{Path(str(self.family.speedup_pair[1])).name}-{self.variant}-{self.runtime}"  # type: ignore[index]
+
+
+def speedup_cases(opts: SuiteOptions) -> list[SpeedupCase]:
+    """Every case the targets of the run's families need: each target's case and its dense baseline."""
+    cases: list[SpeedupCase] = []
+    for name in dict.fromkeys(t.family for t in opts.triples):
+        family = get_family(name)
+        if family.speedup_pair is None:
+            continue
+        wanted = [(t.baseline, "dense") for t in family.speedup_targets] + [
+            (t.runtime, t.variant) for t in family.speedup_targets
+        ]
+        cases += [SpeedupCase(family, r, v) for r, v in dict.fromkeys(wanted)]
+    return cases
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     suite = suite_of(metafunc.config)
     opts = suite.opts
@@ -193,6 +222,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "speech_model_spec" in names:
         per_model = [s for s in suite.specs if s.family == "sew" and s.method == "no-retrain"]
         metafunc.parametrize("speech_model_spec", [_param(s, f"{s.dataset}-{Path(s.model).name}") for s in per_model])
+    if "speedup_case" in names:
+        cases = speedup_cases(opts)
+        metafunc.parametrize(
+            "speedup_case",
+            [_param(c, c.id, c.family.supports(runtime=c.runtime) or runtime_missing(c.runtime)) for c in cases],
+        )
     if "pair" in names:
         triples = [t for t in opts.triples if suite.specs_of(t)]
         metafunc.parametrize("pair", [_param(t, t.id) for t in triples])

@@ -1,8 +1,10 @@
-"""Does pruning pay in speed? Structured shrinking and sparse execution on the ~1.4M-parameter MLP.
+"""Does pruning pay in speed? Each family's speed-up pair, dense against one pruning step, at batch 1.
 
-Timed by pytest-benchmark at batch 1; the last test takes the ratios within this run and holds
-them to the targets: structured speedup >= 0.7 x the ideal FLOP ratio at 50 % of neurons removed
-and >= 4x at 90 % (PyTorch and ONNX Runtime); sparse execution >= 2x dense at 95 % sparsity.
+A family names the (dataset, model) to time and its targets (``Family.speedup_pair``,
+``Family.speedup_targets``): the MLP's ~1.4M-parameter ``mlp1m`` (structured >= 0.7 x the ideal
+FLOP ratio at 50 % of neurons removed and >= 4x at 90 %, PyTorch and ONNX Runtime; sparse
+execution >= 2x dense at 95 % sparsity), the conv families' 50 % and 90 % of channels. Timed
+by pytest-benchmark; the last test takes the ratios within this run and holds them to the targets.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import torch
 from test_inference import timed_on_the_board
 
 from prunelib.deploy.runtimes import make_runner
-from prunelib.measure.targets import Target, Timing, judge
+from prunelib.families.registry import get_family
+from prunelib.measure.targets import Timing, judge
 from prunelib.plugin.records import extra_info, record_extra
 from prunelib.sweep.cache import load_model
 from prunelib.sweep.spec import SweepSpec
@@ -23,41 +26,23 @@ VARIANTS = {
     "structured-90": ("structured-no-retrain", 0.9),
     "unstructured-95": ("no-retrain", 0.95),
 }
-CASES = [
-    ("torch", "dense"),
-    ("onnxruntime", "dense"),
-    ("torch", "structured-50"),
-    ("onnxruntime", "structured-50"),
-    ("torch", "structured-90"),
-    ("onnxruntime", "structured-90"),
-    ("torch", "unstructured-95"),
-    ("torch-sparse", "unstructured-95"),
-]
-TARGETS = [
-    Target("torch", "structured-50", "torch", "flop-fraction", 0.7),
-    Target("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
-    Target("torch", "structured-90", "torch", "speedup", 4.0),
-    Target("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
-    Target("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
-]
 TIMINGS = pytest.StashKey[dict]()
 
 
-def spec_for(suite, variant: str) -> SweepSpec:
+def spec_for(suite, family, variant: str) -> SweepSpec:
     method, amount = VARIANTS.get(variant, ("structured-no-retrain", 0.5))
+    dataset, model = family.speedup_pair
     opts = suite.opts
     return SweepSpec(
-        "mlp", "mnist5k", "mlp1m", method, amount, 1, seed=opts.seed, quick=opts.quick, data_dir=opts.data_dir
+        family.name, dataset, model, method, amount, 1, seed=opts.seed, quick=opts.quick, data_dir=opts.data_dir
     )
 
 
-@pytest.mark.parametrize("runtime,variant", CASES, ids=[f"mlp1m-{v}-{r}" for r, v in CASES])
-def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
-    if not any(t.family == "mlp" for t in suite.opts.triples):
-        pytest.skip("the MLP speed-up benchmark runs when an mlp pair is requested")
-    spec = spec_for(suite, variant)
+def test_speedup(benchmark, speedup_case, suite, request) -> None:
+    family, runtime, variant = speedup_case.family, speedup_case.runtime, speedup_case.variant
+    spec = spec_for(suite, family, variant)
     sweep, loaded = suite.sweep(spec), suite.loaded(spec)
-    family, data = loaded.family, loaded.data
+    data = loaded.data
     k = 0 if variant == "dense" else 1
     structured = variant.startswith("structured")
     model = load_model(sweep, loaded, k)
@@ -68,34 +53,34 @@ def test_speedup(benchmark, runtime: str, variant: str, suite, request) -> None:
     torch.testing.assert_close(torch.as_tensor(runner(x)), want, atol=1e-4, rtol=0)
     for _ in range(50):
         runner(x)
-    benchmark.group = "mnist5k-mlp1m-speedups-b1"
-    info = extra_info(
-        spec,
-        k,
-        sweep.row(k),
-        runtime=runtime,
-        batch_size=1,
-        threads=suite.opts.threads,
-    )
+    benchmark.group = f"{spec.dataset}-{spec.model}-speedups-b1"
+    info = extra_info(spec, k, sweep.row(k), runtime=runtime, batch_size=1, threads=suite.opts.threads)
     info["method"] = variant  # the variant names the row: dense, structured-50, ...
     info.update(timed_on_the_board(benchmark, runner, x, suite.opts))
     benchmark.extra_info.update(info)
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         timings = request.config.stash.setdefault(TIMINGS, {})
-        timings[(runtime, variant)] = Timing(stats.stats.min, stats.stats.median, sweep.row(k)["flops"])
+        timings.setdefault(family.name, {})[(runtime, variant)] = Timing(
+            stats.stats.min, stats.stats.median, sweep.row(k)["flops"]
+        )
 
 
 def test_speedup_targets(suite, request) -> None:
-    """The ratios of this run's timings against the targets (needs timing: not under --benchmark-disable).
+    """The ratios of this run's timings against each family's targets (needs timing: not under --benchmark-disable).
 
     Judged on the ratio of medians; the ratio of fastest rounds (noise from other processes only ever
     adds time) is reported beside it.
     """
     timings = request.config.stash.get(TIMINGS, {})
     if not timings:
-        pytest.skip("no timings in this run (--benchmark-disable or xdist): speedups cannot be judged")
-    table, failures = judge("mnist5k-mlp1m", timings, TARGETS)
-    record_extra(request.config, "speedups", table)
-    print("\n" + table.to_string(index=False))
+        pytest.skip("no timings in this run (--benchmark-disable, xdist, or no family with a speed-up pair)")
+    failures = []
+    for name, timed in timings.items():
+        family = get_family(name)
+        dataset, model = family.speedup_pair
+        table, missed = judge(f"{dataset}-{model}", timed, family.speedup_targets)
+        record_extra(request.config, "speedups", table)
+        print("\n" + table.to_string(index=False))
+        failures += missed
     assert not failures, "; ".join(failures)

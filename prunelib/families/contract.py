@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from prunelib.errors import Unsupported
+from prunelib.measure.targets import Hold, Target
 from prunelib.pruning.criteria import remove_reparametrization
 from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, prune_units, unit_counts
 from prunelib.pruning.structured import shrink as shrink_units
@@ -151,6 +152,9 @@ class Family(ABC):
             rewinding keeps the metric where one-shot pruning collapses); a bench gate, off elsewhere.
         bench_methods: the methods ``pytest bench/`` runs when ``--prune-methods`` is not given
             (empty: the ini default, the lab's four).
+        holds: per (dataset, model), claims the bench gates check on the metric (:class:`Hold`).
+        speedup_pair / speedup_targets: the (dataset, model) whose dense and one-step pruned models
+            ``bench/test_speedups.py`` times, and the ratios they must reach (:class:`Target`).
         int8: what int8 means for this family's models: ``"dynamic"`` (Linear weights, torch's and
             ONNX Runtime's dynamic quantization) or ``"static"`` (ONNX Runtime QDQ, per channel,
             calibrated on :meth:`calibration_inputs`: what a convolutional model needs).
@@ -172,6 +176,9 @@ class Family(ABC):
     smoke: ClassVar[tuple[str, str] | None] = None
     lottery: ClassVar[tuple[tuple[str, str], ...]] = ()
     bench_methods: ClassVar[tuple[str, ...]] = ()
+    holds: ClassVar[dict[tuple[str, str], tuple[Hold, ...]]] = {}
+    speedup_pair: ClassVar[tuple[str, str] | None] = None
+    speedup_targets: ClassVar[tuple[Target, ...]] = ()
     int8: ClassVar[str] = "dynamic"
 
     # ------------------------------------------------------------------ data and model

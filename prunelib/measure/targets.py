@@ -25,8 +25,8 @@ class Timing:
 class Target:
     """``runtime``/``variant`` must beat ``baseline`` ``variant="dense"`` on ``baseline`` runtime.
 
-    ``kind``: ``"speedup"`` (ratio >= ``value``) or ``"flop-fraction"`` (ratio >= ``value`` x the
-    ideal ratio of FLOPs, dense over pruned).
+    ``kind``: ``"speedup"`` (ratio >= ``value``), ``"flop-fraction"`` (ratio >= ``value`` x the
+    ideal ratio of FLOPs, dense over pruned), or ``"report"`` (shown beside the others, never failed).
     """
 
     runtime: str
@@ -36,7 +36,7 @@ class Target:
     value: float
 
     def __post_init__(self) -> None:
-        if self.kind not in ("speedup", "flop-fraction") or not self.value > 0:
+        if self.kind not in ("speedup", "flop-fraction", "report") or not self.value > 0:
             raise ValueError(f"invalid speed-up target {self}")
 
 
@@ -54,7 +54,7 @@ def judge(
         if case is None or base is None:
             continue
         speedup, ideal = base.median_s / case.median_s, base.flops / case.flops
-        need = t.value * ideal if t.kind == "flop-fraction" else t.value
+        need = {"flop-fraction": t.value * ideal, "speedup": t.value}.get(t.kind, float("nan"))
         rows.append(
             {
                 "model": model,
@@ -67,9 +67,26 @@ def judge(
                 "speedup_of_minima": round(base.fastest_s / case.fastest_s, 2),
                 "ideal_flop_ratio": round(ideal, 2),
                 "required": round(need, 2),
-                "met": speedup >= need,
+                "met": speedup >= need if t.kind != "report" else None,
             }
         )
-        if speedup < need:
+        if t.kind != "report" and speedup < need:
             failures.append(f"{model} {t.variant}/{t.runtime}: {speedup:.2f}x < required {need:.2f}x")
     return pd.DataFrame(rows), failures
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A claim on the metric: ``method`` stays within ``within`` of dense up to ``up_to`` pruned.
+
+    ``up_to`` is a fraction of the weights (unstructured methods) or of the units (structured);
+    the bench gate checks every iteration up to the first that reaches it.
+    """
+
+    method: str
+    up_to: float
+    within: float
+
+    def __post_init__(self) -> None:
+        if not (0 < self.up_to < 1 and self.within >= 0):
+            raise ValueError(f"invalid hold {self}")

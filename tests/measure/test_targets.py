@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prunelib.measure.targets import Target, Timing, judge
+from prunelib.measure.targets import Hold, Target, Timing, judge
 
 TIMINGS = {
     ("torch", "dense"): Timing(0.9, 1.0, 1000),
@@ -36,3 +36,17 @@ def test_invalid_targets_are_rejected() -> None:
         Target("torch", "half", "torch", "ratio", 1.0)
     with pytest.raises(ValueError, match="target"):
         Target("torch", "half", "torch", "speedup", 0.0)
+
+
+def test_a_report_target_is_shown_and_never_fails() -> None:
+    table, failures = judge("m", TIMINGS, [Target("torch", "half", "torch", "report", 1.0)])
+    row = table.iloc[0]
+    assert row["speedup"] == pytest.approx(1.67) and row["met"] is None and not failures
+    assert row["required"] != row["required"]  # NaN: nothing is required
+
+
+def test_a_hold_is_a_fraction_and_a_non_negative_margin() -> None:
+    assert Hold("imp-rewind", 0.9, 0.01).up_to == 0.9
+    for bad in [(0.0, 0.01), (1.0, 0.01), (0.9, -0.1)]:
+        with pytest.raises(ValueError, match="invalid hold"):
+            Hold("imp-rewind", *bad)

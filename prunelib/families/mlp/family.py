@@ -14,6 +14,7 @@ from prunelib.families.mlp.config import DataConfig, TrainConfig, default_train_
 from prunelib.families.mlp.data import DATASETS, Splits, load_data, subset
 from prunelib.families.mlp.models import MLP, PRESETS, ModelSpec
 from prunelib.families.mlp.train import evaluate, init_model, train
+from prunelib.measure.targets import Target
 from prunelib.pruning.params import Params
 from prunelib.pruning.structured import Structure
 
@@ -53,6 +54,17 @@ class MlpFamily(Family):
 
     #: Where the lab (and the lottery-ticket paper) found IMP with rewinding far ahead of one-shot pruning.
     lottery = (("mnist5k", "lenet300"), ("mnist5k", "mlp1m"), ("mnist", "lenet300"), ("fashion-mnist", "lenet300"))
+
+    #: The lab's speed question, on the ~1.4M-parameter MLP: one pruning step from the trained model.
+    speedup_pair = ("mnist5k", "mlp1m")
+    speedup_targets = (
+        Target("torch", "structured-50", "torch", "flop-fraction", 0.7),
+        Target("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
+        Target("torch", "structured-90", "torch", "speedup", 4.0),
+        Target("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
+        Target("torch", "unstructured-95", "torch", "report", 1.0),
+        Target("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
+    )
 
     def default_model(self, dataset: str) -> str:
         """The model ``dataset`` runs when none is named: :attr:`default_models`, else the first preset."""
