@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from prunelib.measure.flops import layer_costs
 from prunelib.plugin.records import record_extra
 from prunelib.sweep.cache import load_model
 from prunelib.sweep.sensitivity import family_sensitivity
@@ -36,3 +37,17 @@ def test_layer_sensitivity(pair, suite, request) -> None:
         pytest.skip("SEW's component sensitivity is test_speech_sensitivity")
     spec = suite.specs_of(pair)[0]
     layer_sensitivity(suite, spec, LEVELS, request, f"sensitivity-{pair.dataset}-{pair.model}")
+
+
+def test_layer_costs(sweep_spec, suite, request) -> None:
+    """Multiply-adds and parameters each layer lost by the last iteration of a structured sweep, in the report."""
+    if not sweep_spec.schedule.structured:
+        pytest.skip(f"{sweep_spec.method} removes weights, not units: no layer gets cheaper on dense kernels")
+    sweep, loaded = suite.sweep(sweep_spec), suite.loaded(sweep_spec)
+    family, data = loaded.family, loaded.data
+    dense = family.deploy(load_model(sweep, loaded, 0), structured=True)
+    pruned = family.deploy(load_model(sweep, loaded, sweep_spec.iterations), structured=True)
+    table = layer_costs(dense, pruned, family.example_inputs(data, 1))
+    assert (table["macs_removed"] >= 0).all() and (table["params_removed"] >= 0).all()
+    assert table["macs_kept"].sum() == sweep.row(sweep_spec.iterations)["flops"]
+    record_extra(request.config, f"layer-costs-{sweep_spec.label}", table)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -74,3 +75,34 @@ def flops_by_layer(model: nn.Module, example_input: torch.Tensor) -> dict[str, i
 def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
     """Total multiply-adds of one forward pass of ``model`` on ``example_input`` (see module doc)."""
     return sum(flops_by_layer(model, example_input).values())
+
+
+def layer_costs(dense: nn.Module, pruned: nn.Module, example_input: torch.Tensor) -> pd.DataFrame:
+    """Per counted layer: multiply-adds and nonzero parameters of ``dense`` against ``pruned``, and what went.
+
+    Both are deployed models (pruning made permanent; ``pruned`` may be shrunk, with the same layer
+    names). Columns: ``layer``, ``macs_dense``, ``macs_kept``, ``macs_removed``, ``params_dense``,
+    ``params_kept``, ``params_removed`` (parameters of the layer itself, nonzero only), in forward order.
+    """
+    macs_dense, macs_kept = flops_by_layer(dense, example_input), flops_by_layer(pruned, example_input)
+    modules_dense, modules_kept = dict(dense.named_modules()), dict(pruned.named_modules())
+
+    def nonzero(module: nn.Module | None) -> int:
+        return 0 if module is None else sum(int(p.count_nonzero()) for p in module.parameters(recurse=False))
+
+    rows = []
+    for name, macs in macs_dense.items():
+        kept = macs_kept.get(name, 0)
+        p_dense, p_kept = nonzero(modules_dense[name]), nonzero(modules_kept.get(name))
+        rows.append(
+            {
+                "layer": name,
+                "macs_dense": macs,
+                "macs_kept": kept,
+                "macs_removed": macs - kept,
+                "params_dense": p_dense,
+                "params_kept": p_kept,
+                "params_removed": p_dense - p_kept,
+            }
+        )
+    return pd.DataFrame(rows)

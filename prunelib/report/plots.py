@@ -88,7 +88,7 @@ def _metric_name(metric: str) -> str:
     return label(metric)
 
 
-def _new_figure(ncols: int = 1, wide: bool = False) -> tuple[Figure, list[Axes]]:
+def new_figure(ncols: int = 1, wide: bool = False) -> tuple[Figure, list[Axes]]:
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=WIDE_FIGSIZE if wide or ncols > 1 else FIGSIZE, dpi=DPI, layout="constrained")
         axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
@@ -177,7 +177,7 @@ def _sorted(df: pd.DataFrame, by: str = "sparsity") -> pd.DataFrame:
 
 def metric_vs_sparsity_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
     """Accuracy (or WER) vs sparsity, one line per method; ``rows`` one per (method, iteration)."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = _finite(rows, "sparsity", metric)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
@@ -191,7 +191,7 @@ def metric_vs_sparsity_figure(rows: pd.DataFrame, metric: str, title: str) -> Fi
 
 def metric_vs_disk_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
     """Accuracy (or WER) vs size on disk (MB, log x): solid = lab's sparse COO, dashed dense, dotted compact."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = _finite(rows, metric)
     for method in methods_in(data):
         m = data[data["method"] == method]
@@ -220,7 +220,7 @@ def metric_vs_disk_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure
 
 def metric_vs_latency_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
     """Accuracy (or WER) vs mean latency (ms, log x), one line per method, in order of sparsity."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = _finite(rows, "latency_mean_s", metric)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
@@ -242,7 +242,7 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
     batches = sorted({int(b) for b in data["batch_size"]}) if len(data) else []
     shown = [b for b in (1, max(batches) if batches else None) if b in batches]
     shown = list(dict.fromkeys(shown)) or [1]
-    fig, axes = _new_figure(ncols=len(shown), wide=True)
+    fig, axes = new_figure(ncols=len(shown), wide=True)
     for ax, batch in zip(axes, shown):
         part = data[data["batch_size"].astype(int) == batch] if len(data) else data
         for method in methods_in(part):
@@ -277,7 +277,7 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
 def speedup_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Speed-up over the dense model (latency at sparsity 0 / latency) and, where recorded, FLOPs vs sparsity."""
     has_flops = "flops" in rows and not _finite(rows, "flops", "sparsity").empty
-    fig, axes = _new_figure(ncols=2 if has_flops else 1)
+    fig, axes = new_figure(ncols=2 if has_flops else 1)
     ax = axes[0]
     data = _finite(rows, "sparsity", "latency_mean_s")
     for method in methods_in(data):
@@ -315,7 +315,7 @@ def speedup_figure(rows: pd.DataFrame, title: str) -> Figure:
 
 def disk_vs_sparsity_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Size on disk (MB, log y) vs sparsity: colour = method, line style = storage (dense/COO/compact/bound)."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = _finite(rows, "sparsity")
     for method in methods_in(data):
         m = data[data["method"] == method]
@@ -340,7 +340,7 @@ def disk_vs_sparsity_figure(rows: pd.DataFrame, title: str) -> Figure:
 
 def sensitivity_figure(frame: pd.DataFrame, metric: str, title: str) -> Figure:
     """Per-group sensitivity: accuracy (or WER) vs sparsity of that group alone, one line per group."""
-    fig, (ax,) = _new_figure()
+    fig, (ax,) = new_figure()
     data = _finite(frame, "sparsity", metric)
     groups = sorted(data["group"].dropna().astype(str).unique()) if "group" in data else []
     for i, group in enumerate(groups):
@@ -384,7 +384,7 @@ def history_figure(history: pd.DataFrame, title: str = "Run history", max_keys: 
     ``latency_median_s``, ``metric`` and ``metric_value``. With more than ``max_keys`` keys,
     only those that moved most are drawn (the title says so).
     """
-    fig, (ax_lat, ax_met) = _new_figure(ncols=2, wide=True)
+    fig, (ax_lat, ax_met) = new_figure(ncols=2, wide=True)
     fig.set_size_inches(WIDE_FIGSIZE[0], WIDE_FIGSIZE[1] + 1.5)
     all_keys = list(dict.fromkeys(history["key"].astype(str))) if "key" in history else []
     keys = _history_keys(history, max_keys) if all_keys else []

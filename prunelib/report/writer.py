@@ -24,7 +24,7 @@ import pandas as pd
 
 from prunelib.fileio import write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
-from prunelib.report import plots
+from prunelib.report import layers, plots
 from prunelib.report.rows import (
     INFERENCE_RUNTIMES,
     benchmark_rows,
@@ -176,6 +176,9 @@ def _section_for_extras(w: _Writer, extra: dict[str, pd.DataFrame]) -> None:
             title = "Layer-group sensitivity" + name[len(SENSITIVITY) :].replace("-", " ", 1)
             w.lines += [sensitivity_summary(frame, chosen), ""]
             w.figure(f"{stem}.png", plots.sensitivity_figure(frame, chosen.name, title), f"{name} plot")
+        elif layers.is_layer_costs(name):
+            title = name[len(layers.LAYER_COSTS) + 1 :] or "layers"
+            w.figure(f"{stem}.png", layers.layer_costs_figure(frame, title), f"{name} plot")
 
 
 def is_sensitivity(name: str) -> bool:
@@ -191,7 +194,9 @@ def _check_extra(extra: dict[str, pd.DataFrame] | None) -> dict[str, pd.DataFram
     for name, frame in extra.items():
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"extra[{name!r}] must be a pandas DataFrame, got {type(frame).__name__}")
-        if is_sensitivity(name):
+        if layers.is_layer_costs(name):
+            layers.check_layer_costs(name, frame)
+        elif is_sensitivity(name):
             need = {"group", "sparsity", metric_of(frame).name}
             if not need <= set(frame.columns):
                 raise ValueError(

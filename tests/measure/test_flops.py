@@ -90,3 +90,18 @@ def test_grouped_conv2d_counts_only_its_group_inputs() -> None:
     conv = nn.Conv2d(8, 8, kernel_size=3, groups=8)  # depthwise
     x = torch.randn(1, 8, 6, 6)
     assert count_flops(conv, x) == conv(x).numel() * 1 * 9
+
+
+def test_layer_costs_compare_a_dense_and_a_shrunk_model_layer_by_layer() -> None:
+    from prunelib.measure.flops import layer_costs
+
+    torch.manual_seed(0)
+    family = MlpFamily()
+    model = MLP(10, (8, 6), 3).eval()
+    dense = family.deploy(model, structured=True)
+    family.structured_step(model, 0.5, 0)
+    table = layer_costs(dense, family.deploy(model, structured=True), torch.randn(1, 10))
+    assert table["layer"].tolist() == ["layers.0", "layers.2", "out"]
+    assert table["macs_dense"].tolist() == [80, 48, 18] and table["macs_kept"].tolist() == [40, 12, 9]
+    assert (table["macs_removed"] == table["macs_dense"] - table["macs_kept"]).all()
+    assert table["params_dense"].tolist() == [88, 54, 21] and table["params_kept"].tolist() == [44, 15, 12]
