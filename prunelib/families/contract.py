@@ -401,6 +401,9 @@ class Family(ABC):
             "models": ", ".join(self.models),
             "metric": f"{self.metric.name} ({'higher' if self.metric.higher_is_better else 'lower'} is better)",
             "methods": ", ".join(methods),
+            "structured": "no"
+            if not self.structured
+            else ("Torch-Pruning" if type(self).structure is not Family.structure else "the family's own"),
             "runtimes": ", ".join(self.runtimes),
             "precisions": ", ".join(self.precisions),
         }
