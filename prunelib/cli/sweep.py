@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from prunelib.cli.args import CliError, Parser, add_family_args, count, fraction, hparams_of, positive, resolve_family
 from prunelib.deploy.precision import PRECISIONS
@@ -48,18 +51,20 @@ def _choices(helps: dict[str, str], names) -> str:
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
-        help="train, prune N times by one method, measure every iteration",
-        description="Build and train the family's model, then prune it --iterations times by --method, measuring "
-        "after every step the model as deployed (pruning made permanent, structured models physically "
+        help="train, prune N times by one method or several, measure every iteration",
+        description="Build and train the family's model, then prune it --iterations times by each --method, "
+        "measuring after every step the model as deployed (pruning made permanent, structured models physically "
         "shrunk, values at --precision): the family's metric, latency on --runtime, parameter counts, sizes on "
         "disk (dense, the lab's sparse COO, compact) and FLOPs. Writes OUT/results.csv, OUT/results.md "
-        "(the lab's table plus compact size and FLOPs) and OUT/initial.safetensors.",
+        "(the lab's table plus compact size and FLOPs) and OUT/initial.safetensors (several methods: one "
+        "folder OUT/METHOD each), and the lab's plots of the metric against sparsity, disk size and latency, "
+        "one line per method, in OUT/plots/.",
     )
     add_family_args(p)
     p.add_argument(
         "--method",
         default="no-retrain",
-        help=f"pruning schedule (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}",
+        help=f"pruning schedule, or a comma list of them (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}",
     )
     p.add_argument(
         "--iterations", type=count, default=None, help="pruning steps after the dense model (default: the family's, 10)"
@@ -132,28 +137,49 @@ def _loaded(family: Family, spec: SweepSpec, args: argparse.Namespace) -> Loaded
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from prunelib.sweep.runner import Timing
+
+    family = resolve_family(args)
+    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
+    methods = list(dict.fromkeys(m.strip() for m in str(args.method).split(",") if m.strip()))
+    if not methods:
+        raise CliError(f"--method needs at least one method, got {args.method!r}")
+    for method in methods:
+        if method not in SCHEDULES:
+            raise CliError(f"--method: unknown method {method!r}; choose from {', '.join(SCHEDULES)}")
+        reason = family.supports(method=method, runtime=args.runtime, precision=args.precision, dataset=args.dataset)
+        if reason:
+            raise CliError(reason)
+    out: Path = args.out
+    folders = {m: out if len(methods) == 1 else out / m for m in methods}
+    for folder in [*folders.values(), out / "plots"]:
+        taken = folder / ("results.csv" if folder.name != "plots" else "metric-vs-sparsity.png")
+        if taken.exists():
+            raise CliError(f"{taken} exists: choose a new --out (earlier runs are never overwritten)")
+    hparams_of(family, args)  # a bad --hparam fails before any data is read
+    frames = {m: _sweep_one(family, args, m, timing, folders[m]) for m in methods}
+    title = f"{args.dataset} / {args.model}"
+    _write_plots(out / "plots", frames, family.metric.name, title)
+    print(f"wrote the lab's plots to {out / 'plots'}", file=sys.stderr)
+    return 0
+
+
+def _sweep_one(family: Family, args: argparse.Namespace, method: str, timing: Any, out: Path) -> pd.DataFrame:
+    """One method's sweep into ``out``: results.csv, results.md, initial.safetensors. Returns its rows."""
     from safetensors.torch import save_file
 
     from prunelib.fileio import write_atomic
     from prunelib.storage.checkpoint import read_tensors
-    from prunelib.sweep.runner import Timing, run_sweep
+    from prunelib.sweep.runner import run_sweep
 
-    family = resolve_family(args)
-    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
-    reason = family.supports(method=args.method, runtime=args.runtime, precision=args.precision, dataset=args.dataset)
-    if reason:
-        raise CliError(reason)
-    out: Path = args.out
-    if (out / "results.csv").exists():
-        raise CliError(f"{out / 'results.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    structured = SCHEDULES[method].structured  # the unit rule is a structured method's
     spec = SweepSpec(
-        args.family, args.dataset, args.model, args.method,
+        args.family, args.dataset, args.model, method,
         args.amount if args.amount is not None else family.amount,
         args.iterations if args.iterations is not None else family.iterations,
         seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
-        unit_criterion=args.unit_criterion, unit_scope=args.unit_scope,
+        unit_criterion=args.unit_criterion if structured else "l2", unit_scope=args.unit_scope if structured else "layer",
     )  # fmt: skip
-    hparams_of(family, args)  # a bad --hparam fails before any data is read
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
     frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,9 +191,23 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     write_text_atomic(out / "results.csv", frame.to_csv(index=False))
     table = to_markdown(wide_table(frame, family.metric))
     write_text_atomic(out / "results.md", title + table)
-    print(table, end="")
+    print(title + table, end="")
     print(f"wrote {out / 'results.csv'} and {out / 'results.md'}", file=sys.stderr)
-    return 0
+    return frame
+
+
+def _write_plots(folder: Path, frames: dict[str, pd.DataFrame], metric: str, title: str) -> None:
+    """The lab's three plots, one line per method: the metric against sparsity, disk size and latency."""
+    from prunelib.report import plots
+
+    rows = pd.concat([f.assign(method=m) for m, f in frames.items()], ignore_index=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, draw in (
+        ("metric-vs-sparsity", plots.metric_vs_sparsity_figure),
+        ("metric-vs-disk", plots.metric_vs_disk_figure),
+        ("metric-vs-latency", plots.metric_vs_latency_figure),
+    ):
+        plots.save_png(draw(rows, metric, title), folder / f"{name}.png")
 
 
 def add_sensitivity_parser(sub: argparse._SubParsersAction) -> None:

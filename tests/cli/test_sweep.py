@@ -391,3 +391,29 @@ def test_sensitivity_rejects_bad_levels(levels: str, tmp_path: Path, capsys: pyt
     code, _, err = cli(["sensitivity", "--levels", levels, "--out", str(tmp_path / "sens")], capsys)
     assert_one_line_error(code, err, "--levels")
     assert not (tmp_path / "sens").exists()
+
+
+def test_several_methods_get_a_folder_each_and_the_labs_plots(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    argv = ["sweep", *QUICK, "--method", "no-retrain,structured-no-retrain", "--amount", "0.5"]
+    code, stdout, err = cli([*argv, "--unit-scope", "global", "--out", str(out)], capsys)
+    assert code == 0, err
+    for method in ("no-retrain", "structured-no-retrain"):
+        frame = pd.read_csv(out / method / "results.csv")
+        assert list(frame.columns) == list(MLP_COLUMNS) and len(frame) == 2
+        assert (out / method / "results.md").read_text(encoding="utf-8").startswith(f"# mnist5k / lenet300 / {method}")
+    assert pd.read_csv(out / "structured-no-retrain" / "results.csv")["neuron_sparsity"].iloc[1] == 0.5  # global
+    for plot in ("metric-vs-sparsity", "metric-vs-disk", "metric-vs-latency"):
+        assert (out / "plots" / f"{plot}.png").stat().st_size > 0
+    code, _, err = cli([*argv, "--out", str(out)], capsys)  # a second run into the same folder loses nothing
+    assert code != 0 and "exists" in err
+
+
+def test_an_unknown_method_in_a_list_is_named_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = cli(["sweep", *QUICK, "--method", "imp-rewind,obd", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "obd")
+    assert not (tmp_path / "run").exists()
