@@ -30,7 +30,9 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
     fp32 = sweep.row(k)
 
     threads = suite.opts.threads
-    runner = make_runner(family, model, data, "torch", threads=threads, structured=structured, precision=precision)
+    # where the family's precision runs: torch, or ONNX Runtime for static int8 (conv models)
+    runtime = "torch" if not family.supports(runtime="torch", precision=precision) else "onnxruntime"
+    runner = make_runner(family, model, data, runtime, threads=threads, structured=structured, precision=precision)
     x = family.example_inputs(data, 256)
     with torch.inference_mode():
         reference = make_runner(family, model, data, "torch", threads=threads, structured=structured)(x)
@@ -42,7 +44,7 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
     for _ in range(20):
         runner(xb)
     benchmark.group = f"{spec.dataset}-{spec.model}-{spec.method}-precision-b1"
-    info = extra_info(spec, k, metrics, runtime="torch", batch_size=1, threads=suite.opts.threads, precision=precision)
+    info = extra_info(spec, k, metrics, runtime=runtime, batch_size=1, threads=suite.opts.threads, precision=precision)
     info[f"{name}_fp32"] = fp32[name]
     info.update(timed_on_the_board(benchmark, runner, xb, suite.opts))
     benchmark.extra_info.update(info)
@@ -60,6 +62,7 @@ def test_precision(benchmark, precision_case, suite, request) -> None:
                     "iteration": k,
                     "sparsity": fp32["sparsity"],
                     "precision": precision,
+                    "runtime": runtime,
                     name: metrics[name],
                     f"{name}_fp32": fp32[name],
                     f"{name}_change_points": round(100 * (metrics[name] - fp32[name]), 2),
