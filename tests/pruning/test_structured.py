@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+import torch_pruning as tp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -18,7 +19,7 @@ from torch.nn.utils import prune
 from prunelib.errors import Unsupported
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.models import MeanEmbedding
-from prunelib.pruning.criteria import initial_state, rewind
+from prunelib.pruning.criteria import initial_state, named_masks, rewind
 from prunelib.pruning.structured import (
     DEFAULT_RULE,
     Structure,
@@ -140,6 +141,22 @@ def test_group_masks_are_what_torch_pruning_cuts() -> None:
     assert masks["layers.0.bias"].tolist() == [1, 0, 1, 1, 0]
     with pytest.raises(ValueError, match="no unit group rooted at 'out'"):
         group_masks(model, FAMILY.structure(model), {"out": [0]})
+
+
+def test_a_step_traces_once_and_tags_only_the_chosen_groups_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_mlp(4, [5, 7], 3)
+    want = group_masks(model, FAMILY.structure(model), choose_units(model, FAMILY.structure(model), 0.5))
+    traces, tagged = [], []
+    build, arange = tp.DependencyGraph.build_dependency, torch.arange
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", lambda *a, **k: traces.append(1) or build(*a, **k))
+    monkeypatch.setattr(torch, "arange", lambda n, **k: tagged.append(n) or arange(n, **k))
+    group_masks(model, FAMILY.structure(model), {"layers.2": [0]})  # layers.2 and out: not layers.0
+    assert sorted(tagged) == [3, 7, 3 * 7, 7 * 5]  # out.bias, layers.2.bias, out.weight, layers.2.weight
+    traces.clear()
+    prune_units(model, FAMILY.structure(model), 0.5)
+    assert len(traces) == 1  # choosing and masking share one graph
+    got = named_masks(model)
+    assert set(got) == set(want) and all(torch.equal(got[n], want[n]) for n in want)
 
 
 def test_a_structure_naming_a_foreign_module_is_an_error() -> None:
