@@ -212,7 +212,10 @@ def choose_units(
 ) -> dict[str, list[int]]:
     """Which alive units of each group one step of ``amount`` removes, by root name (sorted indices)."""
     check_fraction("amount", amount)
-    g = _graph(model, structure)
+    return _choose(_graph(model, structure), amount, rule)
+
+
+def _choose(g: _Graph, amount: float, rule: UnitRule) -> dict[str, list[int]]:
     scored = {name: _scores(g, name, rule.criterion) for name in g.roots}
     if rule.scope == "layer":
         chosen = {name: _lowest(s, a, count_to_prune(amount, int(a.sum()))) for name, (s, a) in scored.items()}
@@ -242,10 +245,26 @@ def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list
     Read from Torch-Pruning itself: on a private copy each parameter holds its positions, the
     groups are pruned there, and the positions that are gone are the zeros.
     """
-    g = _graph(model, structure)
+    return _masks(_graph(model, structure), units)
+
+
+def _masks(g: _Graph, units: Mapping[str, list[int]]) -> dict[str, torch.Tensor]:
+    """:func:`group_masks` on a graph already built (its plain copy is pruned: use the graph once).
+
+    Only the parameters of layers in the chosen groups are tagged: Torch-Pruning touches no other.
+    """
+    touched: set[int] = set()
+    for name in units:
+        if name not in g.roots:
+            raise ValueError(f"no unit group rooted at {name!r}; groups: {sorted(g.roots)}")
+        for item in _full_group(g, name):
+            if isinstance(module := item.dep.target.module, nn.Module):
+                touched |= {id(p) for p in module.parameters(recurse=False)}
     shapes = {}
     with torch.no_grad():
         for name, p in g.plain.named_parameters():
+            if id(p) not in touched:
+                continue
             if p.numel() >= 2**24:
                 raise ValueError(f"parameter {name!r} has {p.numel()} elements, too many to tag exactly in float32")
             shapes[name] = (p.shape, p.dtype)
@@ -253,12 +272,12 @@ def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for name, idx in units.items():
-                if name not in g.roots:
-                    raise ValueError(f"no unit group rooted at {name!r}; groups: {sorted(g.roots)}")
                 module, handler = g.roots[name]
                 g.graph.get_pruning_group(module, handler, list(idx)).prune()
     masks = {}
     for name, p in g.plain.named_parameters():
+        if name not in shapes:
+            continue
         shape, dtype = shapes[name]
         kept = torch.zeros(shape.numel(), dtype=dtype)
         kept[p.detach().reshape(-1).long()] = 1
@@ -270,7 +289,9 @@ def group_masks(model: nn.Module, structure: Structure, units: Mapping[str, list
 @_autograd
 def prune_units(model: nn.Module, structure: Structure, amount: float, rule: UnitRule = DEFAULT_RULE) -> None:
     """One structured step in place: mask ``amount`` of the alive units (per ``rule``) and all coupled slices."""
-    masks = group_masks(model, structure, choose_units(model, structure, amount, rule))
+    check_fraction("amount", amount)
+    g = _graph(model, structure)  # traced once: choosing reads it, masking then prunes its copy
+    masks = _masks(g, _choose(g, amount, rule))
     modules = dict(model.named_modules())
     for name, mask in masks.items():
         owner, _, param = name.rpartition(".")

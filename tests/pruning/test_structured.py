@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+import torch_pruning as tp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -17,8 +18,8 @@ from torch.nn.utils import prune
 
 from prunelib.errors import Unsupported
 from prunelib.families.mlp.family import MlpFamily
-from prunelib.families.mlp.models import MeanEmbedding
-from prunelib.pruning.criteria import initial_state, rewind
+from prunelib.families.mlp.models import MLP, MeanEmbedding
+from prunelib.pruning.criteria import initial_state, named_masks, rewind
 from prunelib.pruning.structured import (
     DEFAULT_RULE,
     Structure,
@@ -30,9 +31,24 @@ from prunelib.pruning.structured import (
     shrink,
     unit_counts,
 )
-from tests.pruning.test_neurons import amounts, expected_widths, make_mlp, widths
 
 FAMILY = MlpFamily()
+widths = st.lists(st.integers(1, 24), min_size=1, max_size=3)
+amounts = st.lists(st.floats(0.01, 0.99), min_size=1, max_size=4)
+
+
+def make_mlp(in_features: int, hidden: list[int], seed: int, vocab_size: int = 0) -> MLP:
+    torch.manual_seed(seed)
+    return MLP(in_features, tuple(hidden), 3, vocab_size=vocab_size, embed_dim=6).eval()
+
+
+def expected_widths(hidden: list[int], amounts: list[float]) -> list[list[int]]:
+    """The counting rule, written out independently, step by step: round(a * alive), one always stays."""
+    out, current = [], list(hidden)
+    for a in amounts:
+        current = [r - min(round(a * r), r - 1) for r in current]
+        out.append(list(current))
+    return out
 
 
 def hidden(model: nn.Module) -> list[nn.Linear]:
@@ -53,9 +69,21 @@ def test_unit_rule_validates_and_knows_its_default() -> None:
         UnitRule(scope="model")
 
 
-@pytest.mark.parametrize(("amount", "alive_", "expected"), [(0.5, 10, 5), (0.25, 10, 2), (0.99, 3, 2), (0.1, 4, 0)])
+@pytest.mark.parametrize(
+    ("amount", "alive_", "expected"),
+    [(0.5, 10, 5), (0.25, 10, 2), (0.35, 10, 4), (0.5, 5, 2), (0.5, 7, 4), (0.9, 3, 2), (0.99, 3, 2), (0.99, 1, 0)]
+    + [(0.01, 10, 0), (0.1, 4, 0), (0.5, 0, 0)],
+)
 def test_count_to_prune_rounds_half_to_even_and_keeps_one(amount: float, alive_: int, expected: int) -> None:
     assert count_to_prune(amount, alive_) == expected
+
+
+@pytest.mark.parametrize("amount", [0.0, 1.0, -0.1, 1.5, "0.5"])
+def test_an_invalid_amount_raises(amount) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        count_to_prune(amount, 10)
+    with pytest.raises(ValueError, match="amount"):
+        FAMILY.structured_step(make_mlp(4, [5], 0), amount, 0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -140,6 +168,22 @@ def test_group_masks_are_what_torch_pruning_cuts() -> None:
     assert masks["layers.0.bias"].tolist() == [1, 0, 1, 1, 0]
     with pytest.raises(ValueError, match="no unit group rooted at 'out'"):
         group_masks(model, FAMILY.structure(model), {"out": [0]})
+
+
+def test_a_step_traces_once_and_tags_only_the_chosen_groups_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_mlp(4, [5, 7], 3)
+    want = group_masks(model, FAMILY.structure(model), choose_units(model, FAMILY.structure(model), 0.5))
+    traces, tagged = [], []
+    build, arange = tp.DependencyGraph.build_dependency, torch.arange
+    monkeypatch.setattr(tp.DependencyGraph, "build_dependency", lambda *a, **k: traces.append(1) or build(*a, **k))
+    monkeypatch.setattr(torch, "arange", lambda n, **k: tagged.append(n) or arange(n, **k))
+    group_masks(model, FAMILY.structure(model), {"layers.2": [0]})  # layers.2 and out: not layers.0
+    assert sorted(tagged) == [3, 7, 3 * 7, 7 * 5]  # out.bias, layers.2.bias, out.weight, layers.2.weight
+    traces.clear()
+    prune_units(model, FAMILY.structure(model), 0.5)
+    assert len(traces) == 1  # choosing and masking share one graph
+    got = named_masks(model)
+    assert set(got) == set(want) and all(torch.equal(got[n], want[n]) for n in want)
 
 
 def test_a_structure_naming_a_foreign_module_is_an_error() -> None:

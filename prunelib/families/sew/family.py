@@ -25,7 +25,7 @@ from torch import nn
 
 from prunelib.families.contract import Family, Metric, Params, Runner, Unsupported, fingerprint
 from prunelib.families.datadir import DataError
-from prunelib.pruning.structured import DEFAULT_RULE, UnitRule
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
 
 #: Folders tried, in order, for ``librispeech`` under the data root.
 LIBRISPEECH_FOLDERS = ("librispeech", "librispeech-mini", "LibriSpeech/test-clean", "test-clean")
@@ -221,15 +221,26 @@ class SewFamily(Family):
 
         return normalised_input(data.processor, data.utterances[0].audio)
 
-    # structured: feed-forward units, attention heads, inner conv channels (prunelib.families.sew.structured)
+    # structured (prunelib.families.sew.structured): feed-forward units and inner conv channels through
+    # the Torch-Pruning engine, attention heads by hand
+    def structure(self, model: nn.Module) -> Structure:
+        """A short clip, and every layer but the feed-forward and inner conv roots kept whole (the engine's groups)."""
+        from prunelib.families.sew.structured import structure
+
+        return structure(model)
+
     def structured_step(self, model: nn.Module, amount: float, seed: int, rule: UnitRule = DEFAULT_RULE) -> None:
+        """Feed-forward units and inner conv channels by ``rule`` (the engine), then heads by L2 per layer.
+
+        A non-default ``rule`` applies to the engine's groups only: attention heads are always
+        ranked by the L2 norm of their weights and counted per layer.
+        """
         from prunelib.families.sew.structured import structured_prune_step
 
-        if not rule.default:
-            raise Unsupported(f"SEW's own structured pruning ranks by L2 per layer, not {rule}")
-        structured_prune_step(model, amount)
+        structured_prune_step(model, amount, rule)
 
     def units_remaining(self, model: nn.Module) -> dict[str, int]:
+        """Alive units per group: ``feature_extractor.conv_layers.i``, ``encoder.layers.i.attention`` (heads), ``….feed_forward``."""
         from prunelib.families.sew.structured import units_remaining
 
         return units_remaining(model)
@@ -243,6 +254,9 @@ class SewFamily(Family):
         from prunelib.families.sew.structured import shrink_sew
 
         return shrink_sew(model)
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "structured": "Torch-Pruning (feed-forward units, conv channels), own (heads)"}
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Any]:
         from prunelib.families.sew.groups import sew_groups

@@ -98,6 +98,7 @@ def test_the_family_declares_wer_its_data_models_and_what_it_runs_on() -> None:
     assert "int8" in family.supports(precision="int8") and "torch-sparse" in family.supports(runtime="torch-sparse")
     described = family.describe()
     assert described["metric"] == "wer (lower is better)" and "structured-no-retrain" in described["methods"]
+    assert described["structured"] == "Torch-Pruning (feed-forward units, conv channels), own (heads)"
 
 
 def test_check_model_takes_presets_directories_and_hub_ids(tmp_path: Path) -> None:

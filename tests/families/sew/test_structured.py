@@ -1,4 +1,4 @@
-"""Structured pruning of SEW: which units may go, the L2 rule per group, masks, and exact physical shrinking."""
+"""Structured pruning of SEW: which units may go (engine groups and hand-written heads), the rule, masks, exact shrinking."""
 
 from __future__ import annotations
 
@@ -16,21 +16,24 @@ from prunelib.deploy.runtimes import make_runner
 from prunelib.families.sew.data import Utterance, join_digits
 from prunelib.families.sew.deploy import prepare_model
 from prunelib.families.sew.family import SewData, SewFamily, SewHparams
-from prunelib.families.sew.models import build_processor, build_sew
+from prunelib.families.sew.models import SEW_MINI, build_processor, build_sew
 from prunelib.families.sew.structured import (
     alive_heads,
+    engine_roots,
     head_norms,
     head_prune,
     shrink_sew,
+    structure,
     structured_prune_step,
-    unit_groups,
+    unit_counts,
     unit_sparsity,
     units_remaining,
 )
 from prunelib.families.sew.train import SpeechTrainConfig
+from prunelib.pruning import structured as engine
 from prunelib.pruning.criteria import initial_state, named_masks
-from prunelib.pruning.neurons import count_to_prune
 from prunelib.pruning.schedules import get_schedule, iterate_schedule
+from prunelib.pruning.structured import UnitRule, count_to_prune
 from prunelib.sweep.metrics import static_metrics
 
 from .tiny import TINY as TINY_BASE
@@ -64,16 +67,7 @@ def logits(model: nn.Module, x: torch.Tensor = AUDIO) -> torch.Tensor:
 # ----------------------------------------------------------------------------- which units
 
 
-def test_unit_groups_name_conv_channels_heads_and_feed_forward_units() -> None:
-    groups = {g.name: g.kind for g in unit_groups(tiny())}
-    assert groups == {
-        "feature_extractor.conv_layers.1": "conv",
-        "feature_extractor.conv_layers.2": "conv",
-        "encoder.layers.0.attention": "heads",
-        "encoder.layers.0.feed_forward": "ffn",
-        "encoder.layers.1.attention": "heads",
-        "encoder.layers.1.feed_forward": "ffn",
-    }
+def test_units_are_inner_conv_channels_heads_and_feed_forward_units() -> None:
     assert units_remaining(tiny()) == {
         "feature_extractor.conv_layers.1": 16,
         "feature_extractor.conv_layers.2": 16,
@@ -84,14 +78,73 @@ def test_unit_groups_name_conv_channels_heads_and_feed_forward_units() -> None:
     }
 
 
+def test_the_engine_sees_exactly_the_feed_forward_and_inner_conv_groups() -> None:
+    model = tiny()
+    names = {id(m): n for n, m in model.named_modules()}
+    roots = {name: names[id(m)] for name, m in engine_roots(model).items()}
+    assert roots == {
+        "feature_extractor.conv_layers.1": "sew.feature_extractor.conv_layers.1.conv",
+        "feature_extractor.conv_layers.2": "sew.feature_extractor.conv_layers.2.conv",
+        "encoder.layers.0.feed_forward": "sew.encoder.layers.0.feed_forward.intermediate_dense",
+        "encoder.layers.1.feed_forward": "sew.encoder.layers.1.feed_forward.intermediate_dense",
+    }
+    st = FAMILY.structure(model)
+    assert st.example.shape[0] == 1 and st.example.dim() == 2  # a short clip
+    assert set(engine.unit_counts(model, st)) == set(roots.values())
+    ignored = {names[id(m)] for m in st.ignored}
+    per_layer = ("q_proj", "k_proj", "v_proj", "out_proj")
+    assert ignored == {  # the hidden size, the upsample reshape, conv 0 (GroupNorm), the last conv, attention
+        "lm_head",
+        "sew.encoder.upsample.projection",
+        "sew.encoder.pos_conv_embed.conv",
+        "sew.feature_extractor.conv_layers.0.conv",
+        "sew.feature_extractor.conv_layers.3.conv",
+        *(f"sew.encoder.layers.{i}.attention.{p}" for i in range(2) for p in per_layer),
+        *(f"sew.encoder.layers.{i}.feed_forward.output_dense" for i in range(2)),
+    }
+
+
+def test_a_step_masks_only_feed_forward_pairs_inner_convs_and_head_rows() -> None:
+    model = tiny()
+    structured_prune_step(model, 0.5)
+    layers = [f"sew.encoder.layers.{i}" for i in range(2)]
+    assert set(named_masks(model)) == {
+        *(f"sew.feature_extractor.conv_layers.{i}.conv.weight" for i in (1, 2, 3)),  # conv 3: input channels
+        *(
+            f"{layer}.feed_forward.{p}"
+            for layer in layers
+            for p in ("intermediate_dense.weight", "intermediate_dense.bias", "output_dense.weight")
+        ),
+        *(
+            f"{layer}.attention.{p}.{t}"
+            for layer in layers
+            for p in ("q_proj", "k_proj", "v_proj")
+            for t in ("weight", "bias")
+        ),
+    }
+    ffn = model.sew.encoder.layers[0].feed_forward
+    rows = ffn.intermediate_dense.weight_mask.any(dim=1)
+    assert int(rows.sum()) == 32
+    assert torch.equal(ffn.intermediate_dense.bias_mask.bool(), rows)
+    assert torch.equal(ffn.output_dense.weight_mask.bool(), rows.expand(32, 64))  # the matching columns
+    convs = model.sew.feature_extractor.conv_layers
+    kept = convs[1].conv.weight_mask.flatten(1).any(dim=1)
+    assert int(kept.sum()) == 8 and torch.equal(convs[2].conv.weight_mask.transpose(0, 1).flatten(1).any(dim=1), kept)
+
+
 def test_layer_norm_layout_has_no_removable_conv_channels() -> None:
     model = prepare_model(build_sew(dataclasses.replace(TINY, feat_extract_norm="layer"), seed=0))
-    assert {g.kind for g in unit_groups(model)} == {"heads", "ffn"}
+    assert list(engine_roots(model)) == ["encoder.layers.0.feed_forward", "encoder.layers.1.feed_forward"]
+    assert not any(name.startswith("feature_extractor") for name in units_remaining(model))
+    structured_prune_step(model, 0.5)
+    assert not any("conv_layers" in name for name in named_masks(model))
 
 
 def test_non_sew_models_and_activations_that_do_not_keep_zero_are_rejected() -> None:
     with pytest.raises(TypeError, match="SEW"):
-        unit_groups(nn.Linear(2, 2))
+        engine_roots(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="SEW"):
+        structure(nn.Linear(2, 2))
     model = tiny()
     model.sew.encoder.layers[1].feed_forward.intermediate_act_fn = nn.Sigmoid()
     with pytest.raises(ValueError, match="encoder.layers.1.feed_forward.*does not map 0 to 0"):
@@ -136,11 +189,23 @@ def test_each_step_removes_count_to_prune_of_every_groups_alive_units(amounts: l
             assert torch.all(masks[name] <= mask), name
         before, previous = now, masks
     assert all(n >= 1 for n in before.values())
-    total = sum(
-        g.module.intermediate_dense.out_features if g.kind == "ffn" else 16 if g.kind == "conv" else 4
-        for g in unit_groups(model)
-    )
-    assert unit_sparsity(model) == pytest.approx(1 - sum(before.values()) / total)
+    totals = {name: total for name, (_, total) in unit_counts(model).items()}
+    assert set(totals.values()) == {16, 4, 64}  # conv channels, heads, feed-forward units
+    assert unit_sparsity(model) == pytest.approx(1 - sum(before.values()) / sum(totals.values()))
+
+
+def test_a_non_default_rule_ranks_the_engines_units_and_heads_stay_l2_per_layer() -> None:
+    model = tiny()
+    ff = model.sew.encoder.layers[1].feed_forward
+    with torch.no_grad():  # 30 of layer 1's feed-forward units are far weaker: a global ranking takes them all
+        ff.intermediate_dense.weight[:30] *= 1e-3
+        ff.intermediate_dense.bias[:30] *= 1e-3
+        ff.output_dense.weight[:, :30] *= 1e-3
+    FAMILY.structured_step(model, 0.25, 0, UnitRule(scope="global"))
+    now = units_remaining(model)
+    assert now["encoder.layers.0.attention"] == now["encoder.layers.1.attention"] == 3  # 4 - round(0.25 * 4)
+    assert sum(n for name, n in now.items() if "attention" not in name) == 160 - 40  # 16 + 16 + 64 + 64, together
+    assert now["encoder.layers.1.feed_forward"] <= 64 - 30 < 64 - count_to_prune(0.25, 64)  # not 16 per layer
 
 
 # ----------------------------------------------------------------------------- shrinking
@@ -165,13 +230,39 @@ def test_shrunk_model_is_smaller_and_gives_the_same_logits() -> None:
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters()) // 2
 
 
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_sew_mini_shrinks_exactly_with_heads_feed_forward_units_and_conv_channels_pruned(norm: str) -> None:
+    """The engine's shrink, then the heads': the masked model's logits, bit for bit, even with peaked attention."""
+    arch = dataclasses.replace(SEW_MINI, feat_extract_norm=norm)  # the preset is "group"
+    model = prepare_model(build_sew(arch, seed=0))
+    with torch.no_grad():  # peaked attention (mean max probability ~0.8): merged or misplaced heads would show
+        for layer in model.sew.encoder.layers:
+            layer.attention.q_proj.weight.mul_(30)
+            layer.attention.k_proj.weight.mul_(30)
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
+    for amount in (0.3, 0.5):
+        FAMILY.structured_step(model, amount, 0)
+    counts = unit_counts(model)
+    assert all(alive < total for alive, total in counts.values())  # every kind lost units
+    assert any(name.startswith("feature_extractor") for name in counts) == (norm == "group")
+    small = FAMILY.shrink(model)
+    torch.testing.assert_close(logits(small, x), logits(model, x), atol=0, rtol=0)
+    layer = small.sew.encoder.layers[0]
+    assert layer.attention.num_heads == 1 and layer.attention.q_proj.out_features == 16
+    assert layer.feed_forward.intermediate_dense.out_features == counts["encoder.layers.0.feed_forward"][0]
+    if norm == "group":
+        conv = small.sew.feature_extractor.conv_layers[1]
+        assert conv.conv.out_channels == conv.out_conv_dim == counts["feature_extractor.conv_layers.1"][0] < 16
+
+
 def test_shrinking_a_dense_model_changes_nothing_and_a_dead_group_keeps_one_unit() -> None:
     model = tiny()
     torch.testing.assert_close(logits(shrink_sew(model)), logits(model), atol=0, rtol=0)
     ff = model.sew.encoder.layers[1].feed_forward
-    with torch.no_grad():
+    with torch.no_grad():  # dead: every weight coupled to the units is zero (their rows, biases and columns)
         ff.intermediate_dense.weight.zero_()
         ff.intermediate_dense.bias.zero_()
+        ff.output_dense.weight.zero_()
     small = shrink_sew(model)
     assert small.sew.encoder.layers[1].feed_forward.intermediate_dense.out_features == 1
     torch.testing.assert_close(logits(small), logits(model), atol=1e-5, rtol=0)
@@ -241,13 +332,14 @@ def test_structured_imp_rewind_rewinds_survivors_to_the_models_initial_weights()
     *_, (k, pruned) = iterate_schedule(FAMILY, model, initial, data, hparams, schedule, 0.5, 1, seed=0)
     assert k == 1
     layer = pruned.sew.encoder.layers[0]
-    for name, module in (
-        ("attention.v_proj", layer.attention.v_proj),
-        ("feed_forward.intermediate_dense", layer.feed_forward.intermediate_dense),
+    for name, module, dim in (
+        ("attention.v_proj", layer.attention.v_proj, 1),  # heads: by hand
+        ("feed_forward.intermediate_dense", layer.feed_forward.intermediate_dense, 1),  # the engine's rows
+        ("feed_forward.output_dense", layer.feed_forward.output_dense, 0),  # and the matching columns
     ):
         want = initial[f"sew.encoder.layers.0.{name}.weight"] * module.weight_mask
         assert torch.equal(module.weight, want), name
-        assert 0 < int(module.weight_mask.any(dim=1).sum()) < module.weight_mask.shape[0], name
+        assert 0 < int(module.weight_mask.any(dim=dim).sum()) < module.weight_mask.shape[1 - dim], name
     assert torch.equal(pruned.lm_head.weight, initial["lm_head.weight"])  # unpruned layers rewound too
     assert units_remaining(pruned)["encoder.layers.0.attention"] == 1
 
