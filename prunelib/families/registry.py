@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "prunelib.families"
 BUILTIN: dict[str, str] = {
     "mlp": "prunelib.families.mlp.family:MlpFamily",
     "sew": "prunelib.families.sew.family:SewFamily",
+    "cnn": "prunelib.families.cnn.family:CnnFamily",
 }
 
 
