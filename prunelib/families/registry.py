@@ -1,6 +1,7 @@
 """Which families exist: the built-ins, installed plugins, and ``module:callable`` from the user's repository.
 
-* Built-in: ``mlp`` (the lab's MLPs) and ``sew`` (SEW CTC speech models).
+* Built-in: ``mlp`` (the lab's MLPs), ``sew`` (SEW CTC speech models) and ``cnn`` (LeNet-5 and
+  ResNet-8 on 28x28 images).
 * Installed plugins: a package declares, in its own ``pyproject.toml``::
 
       [project.entry-points."prunelib.families"]
