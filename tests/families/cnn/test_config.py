@@ -11,10 +11,10 @@ from prunelib.families.cnn.data import DATASETS
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_quick_trains_shorter_with_the_same_step(dataset: str) -> None:
+def test_quick_trains_shorter_in_smaller_batches_with_the_same_step(dataset: str) -> None:
     full, quick = hparams_for(dataset, False), hparams_for(dataset, True)
-    assert 1 <= quick.epochs < full.epochs
-    assert (quick.lr, quick.batch_size, quick.weight_decay) == (full.lr, full.batch_size, full.weight_decay)
+    assert 1 <= quick.epochs < full.epochs and quick.batch_size < full.batch_size
+    assert (quick.lr, quick.weight_decay) == (full.lr, full.weight_decay)
 
 
 def test_every_data_set_has_hyper_parameters_and_nothing_else() -> None:
