@@ -1,0 +1,1 @@
+"""prunelib.families.cnn."""

@@ -1,0 +1,70 @@
+"""The CNN family: LeNet-5 and a ResNet-8 on MNIST-5k, MNIST and Fashion-MNIST images, scored by accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from prunelib.families.cnn.config import Hparams, hparams_for
+from prunelib.families.cnn.data import DATASETS, Splits, load_images, subset
+from prunelib.families.cnn.models import IMAGE_SHAPE, PRESETS, build_model
+from prunelib.families.cnn.train import evaluate, train
+from prunelib.families.contract import Family, Metric
+from prunelib.families.mlp.family import batch_of
+from prunelib.pruning.structured import Structure
+
+#: (train, test) examples a ``--prune-quick`` run keeps, per (data set, model); others whole.
+QUICK_SUBSETS: dict[tuple[str, str], tuple[int, int]] = {
+    ("mnist5k", "resnet8"): (1_500, 1_000),
+    ("mnist", "lenet5"): (10_000, 2_000),
+    ("mnist", "resnet8"): (3_000, 1_000),
+    ("fashion-mnist", "lenet5"): (10_000, 2_000),
+    ("fashion-mnist", "resnet8"): (3_000, 1_000),
+}
+
+
+class CnnFamily(Family):
+    """Small image classifiers (:data:`~prunelib.families.cnn.models.PRESETS`) on 1x28x28 digits and clothes."""
+
+    name = "cnn"
+    metric = Metric("accuracy", higher_is_better=True)
+    datasets = DATASETS
+    models = PRESETS
+    runtimes = ("torch", "onnxruntime", "torch-sparse", "executorch")
+    precisions = ("fp32", "fp16")
+    floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {}
+    smoke = ("mnist5k", "resnet8")
+    lottery: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def hparams(self, dataset: str, quick: bool) -> Hparams:
+        self.check_dataset(dataset)
+        return hparams_for(dataset, quick)
+
+    def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> Splits:
+        self.check_dataset(dataset)
+        train_n, test_n = QUICK_SUBSETS.get((dataset, model), (None, None)) if quick else (None, None)
+        return load_images(dataset, data_dir, seed, train_n, test_n)
+
+    def subset(self, data: Splits, train: int | None, test: int | None, seed: int) -> Splits:
+        return subset(data, train, test, seed)
+
+    def build(self, model: str, data: Splits, seed: int) -> nn.Module:
+        self.check_model(model)
+        return build_model(model, data.num_classes, seed)
+
+    def train(self, model: nn.Module, data: Splits, hparams: Hparams, seed: int, phase: str) -> None:
+        train(model, data.train, hparams, seed, desc="train dense" if phase == "dense" else "retrain")
+
+    def evaluate(self, model: nn.Module, data: Splits) -> dict[str, float]:
+        return {"accuracy": evaluate(model, data.test)}
+
+    def example_inputs(self, data: Splits, batch: int) -> torch.Tensor:
+        return batch_of(data.test.x, batch)
+
+    def structure(self, model: nn.Module) -> Structure:
+        """Conv channels and hidden neurons are the units, traced on one blank image; the classifier keeps its classes."""
+        classifier = model.get_submodule("classifier")
+        return Structure(torch.zeros(1, *IMAGE_SHAPE), ignored=(classifier,))
