@@ -1,6 +1,7 @@
 """Which families exist: the built-ins, installed plugins, and ``module:callable`` from the user's repository.
 
-* Built-in: ``mlp`` (the lab's MLPs) and ``sew`` (SEW CTC speech models).
+* Built-in: ``mlp`` (the lab's MLPs), ``sew`` (SEW CTC speech models) and ``kws`` (DS-CNN keyword
+  spotting on FSDD).
 * Installed plugins: a package declares, in its own ``pyproject.toml``::
 
       [project.entry-points."prunelib.families"]
@@ -31,6 +32,7 @@ ENTRY_POINT_GROUP = "prunelib.families"
 BUILTIN: dict[str, str] = {
     "mlp": "prunelib.families.mlp.family:MlpFamily",
     "sew": "prunelib.families.sew.family:SewFamily",
+    "kws": "prunelib.families.kws.family:KwsFamily",
 }
 
 
