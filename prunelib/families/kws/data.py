@@ -15,7 +15,7 @@ keyed by the files' names, sizes and modification times, so every sweep of a ses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,8 +74,10 @@ FEATURES = Features()
 class KwsData:
     """Standardised features ``(n, 1, frames, coeffs)`` and digit labels per split.
 
-    ``silence``: the standardised feature frame of an all-zero window, ``(coeffs,)``; a time shift
-    fills the frames it opens with it, exactly what a shifted recording's zero padding would give.
+    ``mean``/``std``: the train split's per-coefficient statistics every split was standardised
+    with, ``(coeffs,)`` (a deployed front end applies the same). ``silence``: the standardised
+    feature frame of an all-zero window, ``(coeffs,)``; a time shift fills the frames it opens with
+    it, exactly what a shifted recording's zero padding would give.
     """
 
     train_x: torch.Tensor
@@ -84,6 +86,8 @@ class KwsData:
     dev_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
     silence: torch.Tensor
 
     @property
@@ -166,7 +170,11 @@ def load_fsdd(data_root: Path | None, seed: int, cfg: Features = FEATURES) -> Kw
     recordings = list_fsdd(folder)
     splits = split_fsdd(recordings, FsddConfig(dev_takes=DEV_TAKES, seed=seed))
     if not splits["train"] or not splits["test"]:
-        raise DataError(f"FSDD folder {folder} lacks train (take >= 5) or test (take 0-4) recordings")
+        counts = ", ".join(f"{len(v)} {k}" for k, v in splits.items())
+        raise DataError(
+            f"FSDD folder {folder} has {counts} recordings: it needs test takes (0-4) and train takes "
+            f"(5-49) beyond the {DEV_TAKES} held out as dev"
+        )
     feats = fsdd_features(recordings, cfg)
     position = {r.path: i for i, r in enumerate(recordings)}
     train = torch.from_numpy(feats[[position[r.path] for r in splits["train"]]])
@@ -179,7 +187,7 @@ def load_fsdd(data_root: Path | None, seed: int, cfg: Features = FEATURES) -> Kw
         return x.unsqueeze(1).contiguous(), torch.tensor([r.digit for r in splits[name]], dtype=torch.long)
 
     (train_x, train_y), (dev_x, dev_y), (test_x, test_y) = split("train"), split("dev"), split("test")
-    return KwsData(train_x, train_y, dev_x, dev_y, test_x, test_y, silence.contiguous())
+    return KwsData(train_x, train_y, dev_x, dev_y, test_x, test_y, mean, std, silence.contiguous())
 
 
 def subset(data: KwsData, train: int | None, test: int | None, seed: int) -> KwsData:
@@ -196,4 +204,4 @@ def subset(data: KwsData, train: int | None, test: int | None, seed: int) -> Kws
 
     train_x, train_y = cut(data.train_x, data.train_y, train)
     test_x, test_y = cut(data.test_x, data.test_y, test)
-    return KwsData(train_x, train_y, data.dev_x, data.dev_y, test_x, test_y, data.silence)
+    return replace(data, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
