@@ -1,7 +1,7 @@
 """Which families exist: the built-ins, installed plugins, and ``module:callable`` from the user's repository.
 
-* Built-in: ``mlp`` (the lab's MLPs), ``sew`` (SEW CTC speech models) and ``cnn`` (LeNet-5 and
-  ResNet-8 on 28x28 images).
+* Built-in: ``mlp`` (the lab's MLPs), ``sew`` (SEW CTC speech models), ``cnn`` (LeNet-5 and
+  ResNet-8 on 28x28 images) and ``kws`` (DS-CNN keyword spotting on FSDD).
 * Installed plugins: a package declares, in its own ``pyproject.toml``::
 
       [project.entry-points."prunelib.families"]
@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "mlp": "prunelib.families.mlp.family:MlpFamily",
     "sew": "prunelib.families.sew.family:SewFamily",
     "cnn": "prunelib.families.cnn.family:CnnFamily",
+    "kws": "prunelib.families.kws.family:KwsFamily",
 }
 
 

@@ -1,0 +1,72 @@
+"""The keyword-spotting family: DS-CNNs on FSDD spoken digits (MFCC inputs), scored by test accuracy.
+
+Structured pruning removes conv channels: :meth:`KwsFamily.structure` hands the model and one
+input to the Torch-Pruning engine (:mod:`prunelib.pruning.structured`), which couples each
+channel with its BatchNorm, the next depthwise conv and the next pointwise conv's input; the
+classifier keeps its ten outputs. BatchNorm stays a separate layer (no folding here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, cast
+
+import torch
+from torch import nn
+
+from prunelib.families.contract import Family, Metric
+from prunelib.families.kws.data import KwsData, load_fsdd, subset
+from prunelib.families.kws.models import PRESETS, DsCnn, build_model
+from prunelib.families.kws.train import Hparams, accuracy, train
+from prunelib.pruning.structured import Structure
+
+#: ``--prune-quick`` training: a fifth of the full schedule (both phases).
+QUICK = Hparams(epochs=4, retrain_epochs=4)
+
+
+class KwsFamily(Family):
+    """DS-CNN keyword spotting (:data:`~prunelib.families.kws.models.PRESETS`) on FSDD, by test accuracy."""
+
+    name = "kws"
+    metric = Metric("accuracy", higher_is_better=True)
+    datasets = ("fsdd",)
+    models = tuple(PRESETS)
+    # prunelib's int8 inference quantizes Linear layers only: all but the classifier would stay fp32.
+    precisions = ("fp32", "fp16")
+    quick_amount, quick_iterations = 0.5, 3
+    floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {
+        ("fsdd", "ds-cnn"): (0.97, 0.95),
+    }
+    smoke = ("fsdd", "ds-cnn-mini")
+
+    def hparams(self, dataset: str, quick: bool) -> Hparams:
+        self.check_dataset(dataset)
+        return QUICK if quick else Hparams()
+
+    def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> KwsData:
+        self.check_dataset(dataset)
+        return load_fsdd(data_dir, seed)
+
+    def subset(self, data: KwsData, train: int | None, test: int | None, seed: int) -> KwsData:
+        return subset(data, train, test, seed)
+
+    def build(self, model: str, data: KwsData, seed: int) -> DsCnn:
+        self.check_model(model)
+        return build_model(model, data.input_shape, seed)
+
+    def train(self, model: nn.Module, data: KwsData, hparams: Hparams, seed: int, phase: str) -> None:
+        epochs = hparams.epochs if phase == "dense" else hparams.retrain_epochs
+        desc = "train dense" if phase == "dense" else "retrain"
+        train(model, data.train_x, data.train_y, data.silence, hparams, epochs, seed, desc)
+
+    def evaluate(self, model: nn.Module, data: KwsData) -> dict[str, float]:
+        return {"accuracy": accuracy(model, data.test_x, data.test_y)}
+
+    def example_inputs(self, data: KwsData, batch: int) -> torch.Tensor:
+        reps = -(-batch // len(data.test_x))  # the test clips, cycled to `batch` rows
+        return data.test_x.repeat(reps, 1, 1, 1)[:batch].contiguous()
+
+    def structure(self, model: nn.Module) -> Structure:
+        """Conv channels are the units (traced on one zero input); the classifier keeps its classes."""
+        net = cast(DsCnn, model)
+        return Structure(torch.zeros(1, 1, *net.input_shape), ignored=(net.classifier,))

@@ -1,0 +1,1 @@
+"""Tests of the keyword-spotting family (DS-CNN on FSDD)."""
