@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from prunelib.families.cnn.family import CnnFamily
-from prunelib.families.kws.family import KwsFamily
 from prunelib.families.contract import Family
+from prunelib.families.kws.family import KwsFamily
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.registry import (
     BUILTIN,
