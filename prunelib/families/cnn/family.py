@@ -12,7 +12,7 @@ from prunelib.families.cnn.config import Hparams, hparams_for
 from prunelib.families.cnn.data import DATASETS, Splits, load_images, subset
 from prunelib.families.cnn.models import IMAGE_SHAPE, PRESETS, build_model
 from prunelib.families.cnn.train import evaluate, train
-from prunelib.families.contract import Family, Metric
+from prunelib.families.contract import Family, Metric, Params
 from prunelib.families.mlp.family import batch_of
 from prunelib.pruning.structured import Structure
 
@@ -34,7 +34,8 @@ class CnnFamily(Family):
     datasets = DATASETS
     models = PRESETS
     runtimes = ("torch", "onnxruntime", "torch-sparse", "executorch")
-    precisions = ("fp32", "fp16")
+    #: int8 is ONNX Runtime's static QDQ quantization, calibrated on training images (dynamic int8 skips convs).
+    int8 = "static"
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {}
     smoke = ("mnist5k", "resnet8")
     lottery: ClassVar[tuple[tuple[str, str], ...]] = ()
@@ -63,6 +64,18 @@ class CnnFamily(Family):
 
     def example_inputs(self, data: Splits, batch: int) -> torch.Tensor:
         return batch_of(data.test.x, batch)
+
+    def calibration_inputs(self, data: Splits) -> torch.Tensor:
+        """Static int8 calibrates on the first 256 training images (never on the test set)."""
+        return data.train.x[:256].contiguous()
+
+    def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:
+        """One group per block (``features``, ``hidden``, ``stem``, ``layer1``..., ``classifier``)."""
+        groups: dict[str, Params] = {}
+        names = {id(m): n for n, m in model.named_modules()}
+        for module, param in self.prunable(model):
+            groups.setdefault(names[id(module)].split(".")[0], []).append((module, param))
+        return groups
 
     def structure(self, model: nn.Module) -> Structure:
         """Conv channels and hidden neurons are the units, traced on one blank image; the classifier keeps its classes."""

@@ -135,3 +135,17 @@ def test_lenet_runs_on_every_declared_runtime(images: Splits, runtime: str) -> N
     x = FAMILY.example_inputs(images, 4)
     with torch.no_grad():
         torch.testing.assert_close(torch.as_tensor(run(x)), FAMILY.deploy(model, False)(x), rtol=0, atol=1e-4)
+
+
+def test_int8_is_static_in_onnx_runtime_calibrated_on_training_images(images: Splits) -> None:
+    assert FAMILY.int8 == "static" and "statically" in FAMILY.supports(runtime="torch", precision="int8")
+    assert torch.equal(FAMILY.calibration_inputs(images), images.train.x[:256])
+    model = randomised("resnet8")
+    run = make_runner(FAMILY, model, images, "onnxruntime", precision="int8")  # parity-checked inside
+    assert run(FAMILY.example_inputs(images, 2)).shape == (2, 10)
+
+
+def test_sensitivity_groups_are_blocks() -> None:
+    groups = FAMILY.sensitivity_groups(randomised("resnet8"))
+    assert list(groups) == ["stem", "layer1", "layer2", "layer3", "classifier"]
+    assert len(groups["layer2"]) == 3  # two convs and the 1x1 shortcut

@@ -27,7 +27,25 @@ def test_registered_and_described() -> None:
     assert family.metric.name == "accuracy" and family.metric.higher_is_better
     assert family.default_pair == ("fsdd", "ds-cnn") and family.smoke_pair == ("fsdd", "ds-cnn-mini")
     assert "structured-imp-rewind" in family.describe()["methods"]
-    assert "int8" not in family.precisions  # dynamic int8 would quantize the classifier only
+    assert family.int8 == "static" and family.supports(runtime="onnxruntime", precision="int8") == ""
+    assert "statically in ONNX Runtime" in family.supports(runtime="torch", precision="int8")
+
+
+def test_calibration_is_on_training_clips_and_sensitivity_is_per_block() -> None:
+    assert torch.equal(FAMILY.calibration_inputs(DATA), DATA.train_x[: len(FAMILY.calibration_inputs(DATA))])
+    model = FAMILY.build("ds-cnn-mini", DATA, 0)
+    groups = FAMILY.sensitivity_groups(model)
+    assert list(groups)[0] == "stem" and list(groups)[-1] == "classifier"
+    blocks = [name for name in groups if name.startswith("blocks.")]
+    assert blocks and all(len(groups[b]) == 2 for b in blocks)  # depthwise and pointwise together
+
+
+def test_static_int8_runs_in_onnx_runtime_close_to_fp32() -> None:
+    from prunelib.deploy.runtimes import make_runner
+
+    model = FAMILY.build("ds-cnn-mini", DATA, 0)
+    run = make_runner(FAMILY, model, DATA, "onnxruntime", precision="int8")  # parity-checked inside
+    assert run(FAMILY.example_inputs(DATA, 4)).shape == (4, 10)
 
 
 def test_hparams_quick_trains_shorter() -> None:
