@@ -45,6 +45,10 @@ RUNTIMES = ALL_RUNTIMES
 #: |output| (at least 1). Measured on LeNet-300-100 / MNIST-5k at 50 % sparsity: ORT int8 0.5 %,
 #: torch dynamic int8 1.3 % of the largest logit.
 INT8_PARITY_RTOL = 0.05
+#: The same for static int8 (activations quantized too, conv models). Measured on the DS-CNN / FSDD
+#: (quick schedule, 0-87 % sparse): 2.4-5.7 % of the largest logit with 92-100 % of the predictions
+#: unchanged, up to 22 % on a 87 %-sparse checkpoint; a wrong model is off by about 100 %.
+INT8_STATIC_PARITY_RTOL = 0.25
 
 
 def check_runtime(name: str) -> str:
@@ -120,10 +124,11 @@ def _numpy(x: object) -> np.ndarray:
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def int8_tolerance(reference: np.ndarray) -> float:
-    """Parity tolerance of an int8 runtime against fp32 outputs: :data:`INT8_PARITY_RTOL` of max |output|."""
+def int8_tolerance(reference: np.ndarray, static: bool = False) -> float:
+    """Parity tolerance of an int8 runtime against fp32 outputs: :data:`INT8_PARITY_RTOL` of max |output|
+    (:data:`INT8_STATIC_PARITY_RTOL` when activations are quantized too)."""
     scale = float(np.abs(reference).max()) if reference.size else 0.0
-    return INT8_PARITY_RTOL * max(1.0, scale)
+    return (INT8_STATIC_PARITY_RTOL if static else INT8_PARITY_RTOL) * max(1.0, scale)
 
 
 def make_runner(
@@ -182,7 +187,7 @@ def make_runner(
         else:
             quantized = quantize_onnx_int8(family.export_onnx(fp32, example))
         session = ort_session(quantized, threads)
-        atol: float | None = int8_tolerance(expected)
+        atol: float | None = int8_tolerance(expected, static=family.int8 == "static")
     else:
         session = ort_session(family.export_onnx(deployed, example), threads)
         atol = None

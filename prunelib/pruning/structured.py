@@ -123,7 +123,8 @@ def _graph(model: nn.Module, structure: Structure) -> _Graph:
     ignored = mine(structure.ignored)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        example = structure.example
+        example = structure.example  # one made under torch.inference_mode cannot be traced: a normal copy
+        example = example.clone() if example.is_inference() else example
         dtype = next((p.dtype for p in plain.parameters() if p.is_floating_point()), example.dtype)
         if example.is_floating_point():  # trace in the model's own precision
             example = example.to(dtype)

@@ -174,6 +174,7 @@ def test_int8_tolerance_is_relative_to_the_largest_output() -> None:
     assert int8_tolerance(np.array([0.1, -0.2])) == pytest.approx(0.05)  # at least 1 * rtol
     assert int8_tolerance(np.array([3.0, -40.0])) == pytest.approx(2.0)
     assert int8_tolerance(np.zeros((0, 3))) == pytest.approx(0.05)
+    assert int8_tolerance(np.array([3.0, -40.0]), static=True) == pytest.approx(10.0)  # activations quantized too
 
 
 # ---------------------------------------------------------------- runners per runtime and precision

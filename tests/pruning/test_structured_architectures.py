@@ -167,3 +167,17 @@ def test_the_engine_works_under_inference_mode_as_deployment_calls_it() -> None:
         prune_units(model, structure, 0.5)
         small = shrink(model, structure)
         torch.testing.assert_close(small(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_deployed_under_inference_mode_still_shrinks() -> None:
+    """Deployment may run under torch.inference_mode: its tensors cannot be traced until copied."""
+    from prunelib.families.cnn.family import CnnFamily
+    from prunelib.families.cnn.models import build_model
+
+    family = CnnFamily()
+    model = build_model("resnet8", 10, 0)
+    family.structured_step(model, 0.5, 0)
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        small = family.deploy(model, structured=True)
+        torch.testing.assert_close(small(x), model(x), rtol=1e-4, atol=1e-4)
