@@ -34,15 +34,15 @@ class CnnFamily(Family):
     datasets = DATASETS
     models = PRESETS
     runtimes = ("torch", "onnxruntime", "torch-sparse", "executorch")
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16")  # prunelib's int8 quantizes Linear layers only: ResNet-8's convs would stay fp32
     #: Dense accuracy a run must reach (full, quick), a few points under the measured (seed 0, one
     #: torch thread): MNIST-5k LeNet-5 0.968 / 0.970, ResNet-8 0.979 / 0.949; Fashion-MNIST LeNet-5
-    #: 0.901 / 0.862, ResNet-8 ? / 0.804. No MNIST floors: not measured (no MNIST on the machine).
+    #: 0.901 / 0.862, ResNet-8 0.917 / 0.804. No MNIST floors: not measured (no MNIST on the machine).
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {
         ("mnist5k", "lenet5"): (0.95, 0.95),
         ("mnist5k", "resnet8"): (0.96, 0.92),
         ("fashion-mnist", "lenet5"): (0.88, 0.83),
-        ("fashion-mnist", "resnet8"): (0.88, 0.76),
+        ("fashion-mnist", "resnet8"): (0.89, 0.76),
     }
     smoke = ("mnist5k", "resnet8")  # the contract tests exercise the residual adds and BatchNorm
     #: Where IMP with rewinding was measured far ahead of one-shot pruning (seed 0): within 1 point of
