@@ -8,7 +8,7 @@ Both end in a Linear called ``classifier`` (the layer structured pruning keeps w
 * ``resnet8``: the CIFAR ResNet of He et al. 2016 with one basic block per stage (16, 32, 64
   channels at 28, 14, 7 pixels), BatchNorm after every conv; the first block adds its input
   unchanged (identity shortcut), the other two through a strided 1x1 conv and BatchNorm
-  (downsample shortcut). 77.9 k parameters, 9.4 M multiply-adds per image. The adds couple the
+  (downsample shortcut). 77,754 parameters (672 of them in BatchNorm), 9.35 M multiply-adds per image. The adds couple the
   channels of both branches, which Torch-Pruning's dependency graph prunes together.
 """
 
