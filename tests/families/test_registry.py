@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from prunelib.families.contract import Family
+from prunelib.families.kws.family import KwsFamily
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.registry import (
     BUILTIN,
@@ -111,12 +112,13 @@ def fake_distribution(folder: Path, dist: str, version: str, entry_points: dict[
 # ---------------------------------------------------------------- built-ins
 def test_builtins_are_listed_first_with_their_origin() -> None:
     found = registered()
-    assert list(found)[: len(BUILTIN)] == list(BUILTIN) == ["mlp", "sew"]
+    assert list(found)[: len(BUILTIN)] == list(BUILTIN) == ["mlp", "sew", "kws"]
     for name in BUILTIN:
         assert found[name].origin == "built-in", f"{name}: {found[name].origin}"
         assert origin(name) == "built-in"
     assert isinstance(get_family("mlp"), MlpFamily)
     assert isinstance(get_family("sew"), SewFamily)
+    assert isinstance(get_family("kws"), KwsFamily)
 
 
 def test_get_family_is_cached() -> None:
