@@ -21,8 +21,9 @@ from prunelib.families.kws.train import Hparams, accuracy, train
 from prunelib.measure.targets import Hold, Target
 from prunelib.pruning.structured import Structure
 
-#: ``--prune-quick`` training: a fifth of the full schedule (both phases).
-QUICK = Hparams(epochs=4, retrain_epochs=4)
+#: ``--prune-quick``: half of the training recordings (seeded), and short training in both phases.
+QUICK_TRAIN = 1200
+QUICK = Hparams(epochs=6, retrain_epochs=4)
 
 
 class KwsFamily(Family):
@@ -39,6 +40,9 @@ class KwsFamily(Family):
     floors: ClassVar[dict[tuple[str, str], tuple[float, float]]] = {
         ("fsdd", "ds-cnn"): (0.97, 0.95),
     }
+    #: IMP with rewinding kept 0.993 test accuracy up to 91 % sparsity and 0.73 at 98.2 %, where
+    #: one-shot magnitude pruning (no retraining) sits at chance, 0.10 (seed 0, full schedule).
+    lottery = (("fsdd", "ds-cnn"),)
     smoke = ("fsdd", "ds-cnn-mini")
     #: The issue's targets: IMP with rewinding within 1 point of dense up to 90 % of the weights,
     #: structured IMP within 2 points at half the channels.
@@ -62,7 +66,8 @@ class KwsFamily(Family):
 
     def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> KwsData:
         self.check_dataset(dataset)
-        return load_fsdd(data_dir, seed)
+        data = load_fsdd(data_dir, seed)
+        return subset(data, QUICK_TRAIN, None, seed) if quick else data
 
     def subset(self, data: KwsData, train: int | None, test: int | None, seed: int) -> KwsData:
         return subset(data, train, test, seed)

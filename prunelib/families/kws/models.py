@@ -18,6 +18,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+#: Every conv weight starts in ``U(-0.1, 0.1)``. Each conv feeds a BatchNorm, so its scale does not
+#: change the function; one scale for all of them lets global magnitude pruning compare the layers.
+#: PyTorch's fan-in scaled default gives the 9-weight depthwise kernels 2.7x the magnitude of the
+#: pointwise weights: at 91 % sparsity global pruning then kept 34 % of the depthwise weights and
+#: 4 % of the pointwise ones, and IMP with rewinding fell to 0.93-0.98 test accuracy; with one scale
+#: the layers thin out evenly (tuning run, dev split: 0.99 at 91 %, 0.977 at 94 %; the committed
+#: recipe's sweep, test split: 0.993 at 91 %, 0.96 at 94 %).
+CONV_INIT_BOUND = 0.1
+
 
 @dataclass(frozen=True)
 class DsCnnSpec:
@@ -78,9 +87,19 @@ class DsCnn(nn.Module):
         return self.classifier(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
+def init_convs(model: nn.Module, bound: float = CONV_INIT_BOUND) -> None:
+    """Draw every conv weight of ``model`` from ``U(-bound, bound)`` (global RNG), in place."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.uniform_(-bound, bound)
+
+
 def build_model(name: str, input_shape: tuple[int, int], seed: int) -> DsCnn:
-    """Preset ``name`` for ``(frames, coeffs)`` inputs with weights from ``seed`` (PyTorch's default
-    init; the caller's global RNG state is left untouched), in eval mode.
+    """Preset ``name`` for ``(frames, coeffs)`` inputs with weights from ``seed``, in eval mode.
+
+    Conv weights come from :func:`init_convs`, the classifier and BatchNorm from PyTorch's
+    defaults; the caller's global RNG state is left untouched.
 
     Raises:
         ValueError: unknown preset (the known ones are named).
@@ -89,4 +108,6 @@ def build_model(name: str, input_shape: tuple[int, int], seed: int) -> DsCnn:
         raise ValueError(f"unknown DS-CNN preset {name!r}; choose one of {list(PRESETS)}")
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return DsCnn(PRESETS[name], input_shape).eval()
+        model = DsCnn(PRESETS[name], input_shape)
+        init_convs(model)
+        return model.eval()

@@ -23,19 +23,25 @@ class Hparams:
 
     ``lr`` is Adam's peak step, decayed to 0 along a cosine over each training run; ``shift`` is
     the largest random time shift in frames (20 ms each), filled with the silence frame.
+
+    Chosen on the dev split (takes held out of train), never on test: 1e-2 beat 3e-3 and 1e-3 and
+    40 epochs beat 20 for narrow (12-16 channel) dense DS-CNNs, a proxy for sparse ones; label
+    smoothing keeps the classifier's weights (the one layer without BatchNorm) from outgrowing the
+    convs', so global magnitude pruning spends fewer of the surviving weights on it.
     """
 
-    epochs: int = 20
-    retrain_epochs: int = 20
+    epochs: int = 40
+    retrain_epochs: int = 40
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     shift: int = 5
+    label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.retrain_epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"invalid training hyper-parameters: {self}")
-        if self.weight_decay < 0 or self.shift < 0:
+        if self.weight_decay < 0 or self.shift < 0 or not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"invalid training hyper-parameters: {self}")
 
 
@@ -79,7 +85,8 @@ def train(
                     group["lr"] = hp.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
                 opt.zero_grad(set_to_none=True)
                 inputs = time_shift(x[idx], silence, shifts[start : start + hp.batch_size])
-                nn.functional.cross_entropy(model(inputs), y[idx]).backward()
+                loss = nn.functional.cross_entropy(model(inputs), y[idx], label_smoothing=hp.label_smoothing)
+                loss.backward()
                 opt.step()
                 step += 1
     return model.eval()

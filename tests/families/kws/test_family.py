@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunelib.families.contract import fingerprint
-from prunelib.families.kws.family import KwsFamily
+from prunelib.families.kws.family import QUICK_TRAIN, KwsFamily
 from prunelib.families.kws.models import DsCnn
 from prunelib.families.registry import get_family
 from prunelib.pruning.criteria import initial_state, rewind
@@ -140,6 +140,7 @@ def test_structured_steps_compose_with_rewinding() -> None:
 def test_loads_real_fsdd() -> None:
     data = FAMILY.load_data("fsdd", "ds-cnn", real_fsdd(), 0, quick=True)
     assert data.input_shape == (49, 10) and len(data.test_y) == 300
+    assert len(data.train_y) == QUICK_TRAIN < len(FAMILY.load_data("fsdd", "ds-cnn", real_fsdd(), 0, False).train_y)
     model = FAMILY.build("ds-cnn", data, 0)
     assert FAMILY.example_inputs(data, 3).shape == (3, 1, 49, 10)
     assert 0.0 <= FAMILY.evaluate(model, data)["accuracy"] <= 1.0

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.families.kws.models import PRESETS, DsBlock, DsCnn, DsCnnSpec, build_model
+from prunelib.families.kws.models import CONV_INIT_BOUND, PRESETS, DsBlock, DsCnn, DsCnnSpec, build_model
 from prunelib.measure.flops import flops_by_layer
 from prunelib.pruning.params import count_parameters
 
@@ -29,6 +29,17 @@ def test_default_preset_is_hello_edges_small_ds_cnn() -> None:
         isinstance(b.depthwise[1], nn.BatchNorm2d) and isinstance(b.pointwise[1], nn.BatchNorm2d) for b in model.blocks
     )
     assert isinstance(model.pool, nn.AdaptiveAvgPool2d) and model.classifier.out_features == 10
+
+
+def test_every_conv_starts_on_one_scale() -> None:
+    """Each conv feeds a BatchNorm: one init scale lets global magnitude pruning compare the layers."""
+    model = build_model("ds-cnn", SHAPE, 0)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.detach()
+            assert w.abs().max() <= CONV_INIT_BOUND and w.abs().mean() > 0.4 * CONV_INIT_BOUND
+    default_classifier_bound = 1 / 64**0.5  # the classifier keeps PyTorch's default init
+    assert model.classifier.weight.abs().max() <= default_classifier_bound
 
 
 def test_mini_preset_is_small() -> None:

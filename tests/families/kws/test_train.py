@@ -67,7 +67,7 @@ def test_training_learns_a_separable_problem() -> None:
     x = data.train_x * 0.3 + means[data.train_y]
     model = build_model("ds-cnn-mini", data.input_shape, 0)
     before = accuracy(model, x, data.train_y)
-    train(model, x, data.train_y, data.silence, Hparams(epochs=6, batch_size=32, lr=1e-2, shift=0), 6, 0)
+    train(model, x, data.train_y, data.silence, Hparams(epochs=12, batch_size=32, shift=0), 12, 0)
     assert accuracy(model, x, data.train_y) > max(0.5, before)
 
 
