@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.nn.utils import parametrize
 
 from prunelib.deploy.runtimes import make_runner
 from prunelib.families.sew.data import Utterance, join_digits
@@ -266,6 +267,14 @@ def test_shrinking_a_dense_model_changes_nothing_and_a_dead_group_keeps_one_unit
     small = shrink_sew(model)
     assert small.sew.encoder.layers[1].feed_forward.intermediate_dense.out_features == 1
     torch.testing.assert_close(logits(small), logits(model), atol=1e-5, rtol=0)
+
+
+def test_shrinking_folds_weight_norm_on_the_copy_as_inference_copy_does() -> None:
+    model = build_sew(TINY, seed=0).eval()  # weight norm not folded (no prepare)
+    small = shrink_sew(model)
+    assert parametrize.is_parametrized(model.sew.encoder.pos_conv_embed.conv)  # the original keeps it
+    assert not parametrize.is_parametrized(small.sew.encoder.pos_conv_embed.conv) and not small.training
+    torch.testing.assert_close(logits(small), logits(model), atol=0, rtol=0)
 
 
 def test_shrunk_model_exports_to_onnx_with_parity_against_the_masked_model() -> None:
