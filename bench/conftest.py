@@ -102,6 +102,7 @@ def suite_of(config: pytest.Config) -> Suite:
             "seed",
             "unit_criterion",
             "unit_scope",
+            "unit_round",
             "cooldown",
             "cooldown_below",
         ):

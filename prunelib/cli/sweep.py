@@ -90,6 +90,14 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         help="structured methods remove the amount of each layer's units, or of all units ranked together",
     )
     p.add_argument(
+        "--unit-round",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="structured methods round the units each group keeps to a multiple of N (e.g. 8: widths that suit "
+        "the runtime's SIMD blocks; default 1, no rounding)",
+    )
+    p.add_argument(
         "--runtime",
         default="torch",
         help=f"runtime timed for latency (default: torch). {_choices(RUNTIME_HELP, RUNTIMES)}",
@@ -179,6 +187,7 @@ def _sweep_one(family: Family, args: argparse.Namespace, method: str, timing: An
         args.iterations if args.iterations is not None else family.iterations,
         seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
         unit_criterion=args.unit_criterion if structured else "l2", unit_scope=args.unit_scope if structured else "layer",
+        unit_round=args.unit_round if structured else 1,
     )  # fmt: skip
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
     frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)

@@ -51,6 +51,11 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "structured methods count units per layer (each group loses the amount) or global (default layer)",
     ),
     (
+        "--prune-unit-round",
+        "prune_unit_round",
+        "structured methods round the units each group keeps to a multiple of N, e.g. 8 for SIMD-friendly widths (default 1)",
+    ),
+    (
         "--prune-runtimes",
         "prune_runtimes",
         "runtimes timed: torch, onnxruntime, torch-sparse, executorch (pip install prunelib[executorch]) (default torch,onnxruntime)",

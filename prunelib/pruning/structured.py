@@ -24,6 +24,12 @@ How prunelib uses it, in one place:
   capped so each keeps one; ``global`` ranks the units of all groups together by their score
   divided by their group's mean (over alive units) and removes ``round(amount × all alive)``,
   never a group's last unit.
+* **Rounding** (``round_to``): the units a group keeps after a step are rounded to the nearest
+  multiple of ``round_to`` (half up; at least one multiple, never more than are alive), so a
+  shrunk width suits the runtime's SIMD blocks. ONNX Runtime on x86 ran a DS-CNN of 30 or 86
+  channels 3-5x slower than one of 32 or 88. A group with fewer alive units than ``round_to``
+  is counted as without rounding; a step may leave a group whole when rounding returns it to
+  its width.
 * A unit is **alive** while any weight coupled to it (biases included) is nonzero. Ties go to
   the lower index: ranking is a stable sort by (score, index).
 """
@@ -52,24 +58,27 @@ UNIT_SCOPES = ("layer", "global")
 
 @dataclass(frozen=True)
 class UnitRule:
-    """How units are ranked (``criterion``) and counted (``scope``) in a structured step."""
+    """How units are ranked (``criterion``), counted (``scope``) and rounded (``round_to``) in a structured step."""
 
     criterion: str = "l2"
     scope: str = "layer"
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         if self.criterion not in UNIT_CRITERIA:
             raise ValueError(f"unknown unit criterion {self.criterion!r}; choose one of {list(UNIT_CRITERIA)}")
         if self.scope not in UNIT_SCOPES:
             raise ValueError(f"unknown unit scope {self.scope!r}; choose one of {list(UNIT_SCOPES)}")
+        if isinstance(self.round_to, bool) or not isinstance(self.round_to, int) or self.round_to < 1:
+            raise ValueError(f"unit rounding must be an integer >= 1, got {self.round_to!r}")
 
     @property
     def default(self) -> bool:
-        """Whether this is the default rule (L2, per layer), which leaves labels as they were."""
+        """Whether this is the default rule (L2, per layer, no rounding), which leaves labels as they were."""
         return self == DEFAULT_RULE
 
 
-#: L2 per layer: what a structured method does unless told otherwise.
+#: L2 per layer, unrounded: what a structured method does unless told otherwise.
 DEFAULT_RULE = UnitRule()
 
 
@@ -216,27 +225,54 @@ def choose_units(
     return _choose(_graph(model, structure), amount, rule)
 
 
+def rounded_keep(keep: int, alive: int, round_to: int) -> int:
+    """``keep`` of ``alive`` units rounded to the nearest multiple of ``round_to`` (half up), in [round_to, alive].
+
+    Unchanged when ``round_to`` is 1 or fewer than ``round_to`` units are alive.
+    """
+    if round_to <= 1 or alive < round_to:
+        return keep
+    nearest = round_to * ((2 * keep + round_to) // (2 * round_to))
+    return min(max(nearest, round_to), round_to * (alive // round_to))
+
+
 def _choose(g: _Graph, amount: float, rule: UnitRule) -> dict[str, list[int]]:
     scored = {name: _scores(g, name, rule.criterion) for name in g.roots}
+    alive = {name: int(a.sum()) for name, (_, a) in scored.items()}
     if rule.scope == "layer":
-        chosen = {name: _lowest(s, a, count_to_prune(amount, int(a.sum()))) for name, (s, a) in scored.items()}
-        return {name: idx for name, idx in chosen.items() if idx}
-    pool: list[tuple[float, str, int]] = []
+        counts = {name: count_to_prune(amount, n) for name, n in alive.items()}
+    else:
+        counts = _global_counts(scored, amount)
+    chosen = {}
     for name, (s, a) in scored.items():
+        n = alive[name] - rounded_keep(alive[name] - counts[name], alive[name], rule.round_to)
+        if n > 0:
+            chosen[name] = _lowest(s, a, n)
+    return chosen
+
+
+def _global_counts(scored: Mapping[str, tuple[torch.Tensor, torch.Tensor]], amount: float) -> dict[str, int]:
+    """Units each group gives up when all alive units are ranked together by score over their group's mean.
+
+    A group's chosen units are always its lowest-scored ones, so a count says which they are.
+    """
+    pool: list[tuple[float, int, int]] = []
+    names = list(scored)
+    for g_idx, (s, a) in enumerate(scored.values()):
         mean = float(s[a].mean()) if a.any() else 0.0
-        pool += [(float(s[i]) / mean if mean > 0 else 0.0, name, i) for i in a.nonzero().flatten().tolist()]
-    pool.sort(key=lambda t: (t[0], list(scored).index(t[1]), t[2]))
-    left = {name: int(a.sum()) for name, (_, a) in scored.items()}
-    budget = round(float(amount) * sum(left.values()))
-    chosen_g: dict[str, list[int]] = {}
-    for _, name, i in pool:
+        pool += [(float(s[i]) / mean if mean > 0 else 0.0, g_idx, i) for i in a.nonzero().flatten().tolist()]
+    pool.sort()
+    left = [int(a.sum()) for _, a in scored.values()]
+    counts = [0] * len(names)
+    budget = round(float(amount) * sum(left))
+    for _, g_idx, _ in pool:
         if budget == 0:
             break
-        if left[name] > 1:
-            chosen_g.setdefault(name, []).append(i)
-            left[name] -= 1
+        if left[g_idx] > 1:
+            counts[g_idx] += 1
+            left[g_idx] -= 1
             budget -= 1
-    return {name: sorted(idx) for name, idx in chosen_g.items()}
+    return dict(zip(names, counts, strict=True))
 
 
 @_autograd

@@ -81,7 +81,7 @@ def run_sweep(
     model.eval()
     steps = iterate_schedule(
         family, model, init, loaded.data, loaded.hparams, spec.schedule,
-        spec.amount, spec.iterations, spec.seed, spec.embeddings,
+        spec.amount, spec.iterations, spec.seed, spec.embeddings, spec.unit_rule,
     )  # fmt: skip
     rows = []
     for k, current in progress(steps, desc=spec.method, total=spec.iterations + 1):

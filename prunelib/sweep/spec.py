@@ -19,8 +19,8 @@ class SweepSpec:
     ``family`` is a registered name or ``module:callable``. ``amount`` is the fraction of the
     *remaining* weights (or of each group's remaining units, structured) removed per step.
     ``precision`` is what the cached metrics are measured at. ``embeddings`` lets unstructured
-    pruning touch embedding tables too. ``unit_criterion`` and ``unit_scope`` rank and count the
-    units of a structured method (:class:`~prunelib.pruning.structured.UnitRule`). ``data_dir`` says where the data lives and is not part
+    pruning touch embedding tables too. ``unit_criterion``, ``unit_scope`` and ``unit_round`` rank,
+    count and round the units of a structured method (:class:`~prunelib.pruning.structured.UnitRule`). ``data_dir`` says where the data lives and is not part
     of any cache key (the data's content is).
     """
 
@@ -37,6 +37,7 @@ class SweepSpec:
     data_dir: str | None = None
     unit_criterion: str = "l2"
     unit_scope: str = "layer"
+    unit_round: int = 1
 
     def __post_init__(self) -> None:
         check_fraction("amount", self.amount)
@@ -46,18 +47,23 @@ class SweepSpec:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         schedule = get_schedule(self.method)  # an unknown method is an error here
         if not self.unit_rule.default and not schedule.structured:
-            raise ValueError(f"unit criterion and scope apply to structured methods, not {self.method!r}")
+            raise ValueError(f"unit criterion, scope and rounding apply to structured methods, not {self.method!r}")
 
     @property
     def unit_rule(self) -> UnitRule:
-        """How a structured method ranks and counts units."""
-        return UnitRule(self.unit_criterion, self.unit_scope)
+        """How a structured method ranks, counts and rounds units."""
+        return UnitRule(self.unit_criterion, self.unit_scope, self.unit_round)
 
     @property
     def label(self) -> str:
-        """``dataset-model-method`` (the model's last path part), then the unit rule when not the default."""
+        """``dataset-model-method`` (the model's last path part), then the unit rule where not the default.
+
+        ``-CRITERION-SCOPE`` when either differs from L2 per layer, ``-roundN`` when rounding.
+        """
         label = f"{self.dataset}-{Path(self.model).name}-{self.method}"
-        return label if self.unit_rule.default else f"{label}-{self.unit_criterion}-{self.unit_scope}"
+        if (self.unit_criterion, self.unit_scope) != ("l2", "layer"):
+            label += f"-{self.unit_criterion}-{self.unit_scope}"
+        return label + (f"-round{self.unit_round}" if self.unit_round != 1 else "")
 
     @property
     def schedule(self) -> Schedule:

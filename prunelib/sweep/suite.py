@@ -67,7 +67,7 @@ class SuiteOptions:
     cooldown_below_c: float = 65.0  # --prune-cooldown-below: until the SoC is below this (°C)
     quick: bool = False
     embeddings: bool = False
-    unit_rule: UnitRule = DEFAULT_RULE  # --prune-unit-criterion / --prune-unit-scope, for structured methods
+    unit_rule: UnitRule = DEFAULT_RULE  # --prune-unit-criterion/-scope/-round, structured methods
     default_methods: tuple[str, ...] = LAB_METHODS  # the ini's prune_methods
 
 
@@ -169,8 +169,9 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
     threads = tuple(
         dict.fromkeys(_int("--prune-threads", n, 1) for n in split_list("--prune-threads", get("threads") or 1))
     )
+    unit_round = _int("--prune-unit-round", get("unit_round") or 1, 1)
     try:
-        unit_rule = UnitRule(str(get("unit_criterion") or "l2"), str(get("unit_scope") or "layer"))
+        unit_rule = UnitRule(str(get("unit_criterion") or "l2"), str(get("unit_scope") or "layer"), unit_round)
     except ValueError as exc:
         flag = "--prune-unit-criterion" if "criterion" in str(exc) else "--prune-unit-scope"
         raise OptionError(f"{flag}: {exc}") from None
@@ -232,6 +233,7 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
                     data_dir=opts.data_dir,
                     unit_criterion=rule.criterion,
                     unit_scope=rule.scope,
+                    unit_round=rule.round_to,
                 )  # fmt: skip
             )
     return specs

@@ -37,6 +37,7 @@ OPTIONS = [
     "--embeddings",
     "--unit-criterion",
     "--unit-scope",
+    "--unit-round",
     "--runtime",
     "--precision",
     "--batch",
@@ -63,6 +64,7 @@ def test_amount_outside_0_1_is_one_line(capsys: pytest.CaptureFixture[str], tmp_
         (["--latency-runs", "1.5"], "latency-runs"),
         (["--batch", "0"], "batch"),
         (["--threads", "0"], "threads"),
+        (["--unit-round", "0"], "unit-round"),
         (["--hparam", "lr"], "KEY=VALUE"),
         (["--hparam", "momentum=0.9"], "momentum"),
         ([], "--out"),
@@ -73,6 +75,7 @@ def test_amount_outside_0_1_is_one_line(capsys: pytest.CaptureFixture[str], tmp_
         "runs-not-int",
         "batch-0",
         "threads-0",
+        "unit-round-0",
         "hparam",
         "hparam-key",
         "no-out",
@@ -405,6 +408,11 @@ def test_several_methods_get_a_folder_each_and_the_labs_plots(
         assert list(frame.columns) == list(MLP_COLUMNS) and len(frame) == 2
         assert (out / method / "results.md").read_text(encoding="utf-8").startswith(f"# mnist5k / lenet300 / {method}")
     assert pd.read_csv(out / "structured-no-retrain" / "results.csv")["neuron_sparsity"].iloc[1] == 0.5  # global
+    rounded = tmp_path / "rounded"
+    code, _, err = cli([*argv, "--unit-round", "16", "--out", str(rounded)], capsys)
+    assert code == 0, err
+    widths = pd.read_csv(rounded / "structured-no-retrain" / "results.csv")["neuron_sparsity"]
+    assert widths.iloc[1] == pytest.approx(1 - (144 + 48) / 400)  # 300 and 100 keep 144 and 48, not 150 and 50
     for plot in ("metric-vs-sparsity", "metric-vs-disk", "metric-vs-latency"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 0
     code, _, err = cli([*argv, "--out", str(out)], capsys)  # a second run into the same folder loses nothing

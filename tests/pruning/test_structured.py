@@ -28,6 +28,7 @@ from prunelib.pruning.structured import (
     count_to_prune,
     group_masks,
     prune_units,
+    rounded_keep,
     shrink,
     unit_counts,
 )
@@ -67,6 +68,34 @@ def test_unit_rule_validates_and_knows_its_default() -> None:
         UnitRule("taylor")
     with pytest.raises(ValueError, match="unit scope 'model'"):
         UnitRule(scope="model")
+    assert not UnitRule(round_to=8).default
+    for bad in (0, -4, 2.0, True):
+        with pytest.raises(ValueError, match="unit rounding must be an integer >= 1"):
+            UnitRule(round_to=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("keep", "alive_", "round_to", "expected"),
+    [(32, 64, 8, 32), (6, 64, 8, 8), (3, 64, 8, 8), (12, 64, 8, 16), (11, 64, 8, 8), (138, 276, 4, 140)]
+    + [(86, 172, 4, 88), (61, 64, 8, 64), (60, 62, 8, 56), (5, 6, 8, 5), (7, 10, 1, 7), (1, 64, 16, 16)],
+)
+def test_rounded_keep_is_the_nearest_multiple_within_what_is_alive(keep, alive_, round_to, expected) -> None:
+    assert rounded_keep(keep, alive_, round_to) == expected
+
+
+@given(
+    hidden_=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    amount=st.sampled_from([0.1, 0.33, 0.5, 0.9]),
+    round_to=st.sampled_from([2, 4, 8]),
+    scope=st.sampled_from(["layer", "global"]),
+)
+@settings(max_examples=25, deadline=None)
+def test_rounded_steps_leave_multiples_wherever_a_multiple_fits(hidden_, amount, round_to, scope) -> None:
+    model = make_mlp(5, hidden_, 0)
+    prune_units(model, FAMILY.structure(model), amount, UnitRule(scope=scope, round_to=round_to))
+    for width, left in zip(hidden_, alive(model), strict=True):
+        assert left % round_to == 0 if width >= round_to else left >= 1
+        assert left <= width
 
 
 @pytest.mark.parametrize(

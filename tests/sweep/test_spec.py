@@ -60,6 +60,14 @@ def test_label_is_dataset_model_method_with_the_models_last_path_part() -> None:
     assert structured.label == "mnist5k-lenet300-structured-imp-rewind-bn-scale-global"  # only a non-default rule
     assert spec(method="structured-imp-rewind").label == "mnist5k-lenet300-structured-imp-rewind"
     assert structured.unit_rule == UnitRule("bn-scale", "global")
+    rounded = spec(method="structured-imp-rewind", unit_round=8)
+    assert rounded.label == "mnist5k-lenet300-structured-imp-rewind-round8" and rounded.unit_rule == UnitRule(
+        round_to=8
+    )
+    both = spec(method="structured-no-retrain", unit_scope="global", unit_round=4)
+    assert both.label == "mnist5k-lenet300-structured-no-retrain-l2-global-round4"
+    with pytest.raises(ValueError, match="structured methods, not 'imp-rewind'"):
+        spec(method="imp-rewind", unit_round=8)
 
 
 def test_schedule_and_family() -> None:

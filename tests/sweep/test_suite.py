@@ -60,11 +60,14 @@ def test_every_spec_of_one_triple_shares_family_data_and_model() -> None:
 
 def test_the_unit_rule_reaches_structured_methods_only() -> None:
     raw = {"methods": "imp-rewind,structured-imp-rewind", "unit_criterion": "bn-scale", "unit_scope": "global"}
-    specs = sweep_specs(parse_options(raw))
-    assert [(s.method, s.unit_criterion, s.unit_scope) for s in specs] == [
-        ("imp-rewind", "l2", "layer"),
-        ("structured-imp-rewind", "bn-scale", "global"),
+    specs = sweep_specs(parse_options({**raw, "unit_round": "8"}))
+    assert [(s.method, s.unit_criterion, s.unit_scope, s.unit_round) for s in specs] == [
+        ("imp-rewind", "l2", "layer", 1),
+        ("structured-imp-rewind", "bn-scale", "global", 8),
     ]
+    for bad in ("0", "eight"):
+        with pytest.raises(OptionError, match="--prune-unit-round must be"):
+            parse_options({"unit_round": bad})
     with pytest.raises(OptionError, match="--prune-unit-criterion: unknown unit criterion 'taylor'"):
         parse_options({"unit_criterion": "taylor"})
     with pytest.raises(OptionError, match="--prune-unit-scope: unknown unit scope 'net'"):

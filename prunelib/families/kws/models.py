@@ -8,7 +8,8 @@ Layout (every conv without bias, each followed by BatchNorm and ReLU)::
     global average pool -> Linear(C -> classes)
 
 ``ds-cnn`` is the paper's small model (C = 64, N = 4; 23,050 parameters, 2.55 M multiply-adds on
-49 x 10 MFCCs); ``ds-cnn-mini`` (C = 8, N = 2) is for the contract's smoke tests.
+49 x 10 MFCCs); ``ds-cnn-m`` (C = 172, N = 4) and ``ds-cnn-l`` (C = 276, N = 5) are its medium and
+large widths; ``ds-cnn-mini`` (C = 8, N = 2) is for the contract's smoke tests.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class DsCnnSpec:
 
 PRESETS: dict[str, DsCnnSpec] = {
     "ds-cnn": DsCnnSpec(channels=64, blocks=4),
+    "ds-cnn-m": DsCnnSpec(channels=172, blocks=4),
+    "ds-cnn-l": DsCnnSpec(channels=276, blocks=5),
     "ds-cnn-mini": DsCnnSpec(channels=8, blocks=2),
 }
 
