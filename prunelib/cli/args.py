@@ -43,6 +43,11 @@ def positive(text: str) -> int:
     return count(text, 1)
 
 
+def at_least_two(text: str) -> int:
+    """A count of at least 2 (a latency figure needs two timed calls for its spread)."""
+    return count(text, 2)
+
+
 def add_family_args(p: argparse.ArgumentParser) -> None:
     """``--family``, ``--dataset``, ``--model``, ``--data-dir``, ``--seed``, subsets and hyper-parameters."""
     p.add_argument(
@@ -80,7 +85,7 @@ def add_family_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=count,
+        type=positive,
         default=None,
         help="training epochs, also per IMP retraining (same as --hparam epochs=N)",
     )
@@ -123,6 +128,9 @@ def hparams_of(family: Family, args: argparse.Namespace, quick: bool = False) ->
             changes[key] = type(current)(text) if current is not None and not isinstance(current, bool) else text
         except ValueError:
             raise CliError(f"--hparam {key}: {text!r} is not a {type(current).__name__}") from None
+        if key == "epochs" and isinstance(changes[key], int) and changes[key] < 1:
+            flag = "--epochs" if item in items else "--hparam epochs"
+            raise CliError(f"{flag} must be >= 1, got {changes[key]} (no training gives meaningless rows)")
     try:
         return dataclasses.replace(hp, **changes)
     except (TypeError, ValueError) as exc:

@@ -10,7 +10,17 @@ from typing import Any
 
 import pandas as pd
 
-from prunelib.cli.args import CliError, Parser, add_family_args, count, fraction, hparams_of, positive, resolve_family
+from prunelib.cli.args import (
+    CliError,
+    Parser,
+    add_family_args,
+    at_least_two,
+    count,
+    fraction,
+    hparams_of,
+    positive,
+    resolve_family,
+)
 from prunelib.deploy.precision import PRECISIONS
 from prunelib.deploy.runtimes import RUNTIMES
 from prunelib.families.contract import Family
@@ -110,9 +120,9 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=positive, default=1, help="batch size timed (default: 1)")
     p.add_argument(
         "--latency-runs",
-        type=count,
+        type=at_least_two,
         default=100,
-        help="timed calls per latency figure, after 10 warm-up calls (default: 100)",
+        help="timed calls per latency figure, at least 2, after 10 warm-up calls (default: 100)",
     )
     p.add_argument(
         "--threads",
@@ -148,7 +158,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from prunelib.sweep.runner import Timing
 
     family = resolve_family(args)
-    timing = Timing(args.runtime, args.precision, args.threads, max(args.latency_runs, 2), batch=args.batch)
+    timing = Timing(args.runtime, args.precision, args.threads, args.latency_runs, batch=args.batch)
     methods = list(dict.fromkeys(m.strip() for m in str(args.method).split(",") if m.strip()))
     if not methods:
         raise CliError(f"--method needs at least one method, got {args.method!r}")

@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Compare pytest-benchmark runs (--benchmark-json files, or a --benchmark-autosave storage folder "
             "such as .benchmarks/). Rows are matched by dataset/model/method/iteration/runtime/batch/precision; "
             "the first run is the baseline, the last is checked against it. Exit 0: no regression; "
-            "1: a change passed a threshold; 2: a file could not be read."
+            "1: a change passed a threshold; 2: a file could not be read or an option is wrong."
         ),
     )
     parser.add_argument(
@@ -387,12 +387,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def history_plot_problem(path: Path | None) -> str | None:
+    """Why the PNG cannot be written at ``path`` (checked before any run is read), or ``None``."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"{path} is a directory; give the PNG's file name, e.g. {path / 'history.png'}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m prunelib compare``; returns the exit code (0 ok, 1 regression, 2 error)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help or a usage error: argparse has printed the message
         return int(exc.code) if isinstance(exc.code, int) else 2
+    problem = history_plot_problem(args.history_plot)
+    if problem:
+        print(f"error: --history-plot: {problem}", file=sys.stderr)
+        return 2
     try:
         files = find_run_files(args.runs)
         if len(files) < 2:
@@ -416,9 +429,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.write(format_result(result))
     if args.history_plot is not None:
-        plots.save_png(
-            plots.history_figure(result.history, "Run history: median latency and accuracy per key"), args.history_plot
-        )
+        try:
+            figure = plots.history_figure(result.history, "Run history: median latency and accuracy per key")
+            plots.save_png(figure, args.history_plot)
+        except OSError as exc:
+            print(f"error: --history-plot: cannot write {args.history_plot}: {exc}", file=sys.stderr)
+            return 2
         print(f"history plot: {args.history_plot}")
     return 0 if result.ok else 1
 

@@ -97,3 +97,42 @@ def test_python_dash_m_prunelib_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert_one_line_error(proc.returncode, proc.stderr, "--amount")
+
+
+def test_exit_codes_are_documented() -> None:
+    import prunelib.cli.main as cli_main
+
+    doc = cli_main.__doc__ or ""
+    for code, meaning in (("0", "done"), ("1", "regression"), ("2", "bad input"), ("3", "internal error")):
+        assert f"**{code}**" in doc and meaning in doc, (code, meaning)
+    assert (cli_main.EXIT_OK, cli_main.EXIT_FAILED, cli_main.EXIT_USAGE, cli_main.EXIT_INTERNAL) == (0, 1, 2, 3)
+
+
+def test_an_unexpected_exception_prints_its_traceback_and_exits_3(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is not bad input (2) nor a failed gate (1): the traceback is kept, the status is 3."""
+    import prunelib.cli.families as families_cli
+
+    def broken(_args: object) -> int:
+        raise RuntimeError("deliberately broken handler")
+
+    monkeypatch.setattr(families_cli, "run_families_command", broken)
+    code, _, err = cli(["families"], capsys)
+    assert code == 3
+    assert "Traceback" in err and "deliberately broken handler" in err
+    assert err.strip().splitlines()[-1] == "prunelib: internal error: RuntimeError: deliberately broken handler"
+
+
+def test_compare_crash_is_3_not_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """compare's 1 means "regression": an exception inside compare must not look like one."""
+    import prunelib.report.compare as compare
+
+    def broken(*_args: object, **_kwargs: object) -> object:
+        raise KeyError("deliberately broken compare")
+
+    monkeypatch.setattr(compare, "find_run_files", broken)
+    code, _, err = cli(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")], capsys)
+    assert code == 3 and "Traceback" in err

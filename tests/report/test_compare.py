@@ -220,6 +220,18 @@ def test_history_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert sorted(result.history["run_index"].unique()) == [0, 1, 2]
 
 
+def test_history_plot_on_a_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2 (bad input), never 1 (compare's "regression"), before any run is read; the folder is untouched."""
+    runs = write(tmp_path, base_run(), base_run())
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    assert compare.main([*runs, "--history-plot", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--history-plot" in err and str(folder) in err and "directory" in err
+    assert list(folder.iterdir()) == []
+
+
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert compare.main(["--help"]) == 0
     out = capsys.readouterr().out
