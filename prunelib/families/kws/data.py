@@ -129,11 +129,15 @@ def extract(windows: np.ndarray, cfg: Features = FEATURES) -> np.ndarray:
 
 
 def read_clip(path: Path) -> np.ndarray:
-    """One recording at 8 kHz; ``ValueError`` naming the file when it is unreadable or empty."""
-    audio = load_audio(path, SAMPLE_RATE)
-    if audio.size == 0:
-        raise DataError(f"FSDD recording {path} is empty (no samples)")
-    return audio
+    """One recording at 8 kHz (several channels: their mean).
+
+    Raises:
+        DataError: the file is unreadable, empty or holds non-finite samples (the message names it).
+    """
+    try:
+        return load_audio(path, SAMPLE_RATE)
+    except (ValueError, FileNotFoundError) as exc:
+        raise DataError(f"FSDD recording: {exc}") from None
 
 
 def _signature(recordings: list[Recording]) -> tuple[tuple[str, int, int], ...]:

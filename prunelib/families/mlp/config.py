@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Default cap on the tokens kept per sentence of token data (see :attr:`DataConfig.max_tokens`).
+MAX_TOKENS = 64
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -16,6 +19,14 @@ class DataConfig:
     test_fraction: float = 0.2  # only for sets without an official test split (mnist5k)
     train_subset: int | None = None  # keep at most this many training examples (seeded)
     test_subset: int | None = None  # evaluate on at most this many test examples (seeded)
+    #: Token data (SST-2): every sequence is cut to at most this many tokens, so one very long row
+    #: cannot set the padded width (and memory) of the whole data set. GLUE SST-2's longest row has
+    #: 52 tokens, so the default cuts none of it; a cut is reported with a warning naming the file.
+    max_tokens: int = MAX_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
 
 
 @dataclass(frozen=True)

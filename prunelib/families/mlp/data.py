@@ -10,6 +10,7 @@ import gzip
 import importlib.util
 import os
 import struct
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,28 @@ def read_mnist5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if frame.shape[1] != 785:
         raise DataError(f"{path}: expected 785 comma-separated values per row, got {frame.shape[1]}")
     data = frame.to_numpy()
-    return data[:, :784].astype(np.uint8), data[:, 784].astype(np.int64)
+    pixels = data[:, :784]
+    bad = np.argwhere(~np.isfinite(pixels) | (pixels < 0) | (pixels > 255))
+    if bad.size:
+        row, col = (int(v) for v in bad[0])
+        raise DataError(f"{path}: row {row + 1}, column {col + 1} holds {pixels[row, col]:g}, expected a pixel 0-255")
+    return pixels.astype(np.uint8), check_labels(path, data[:, 784], 10, first_row=1)
+
+
+def check_labels(path: Path, labels: np.ndarray, num_classes: int, first_row: int = 0) -> np.ndarray:
+    """``labels`` as int64 if every one is an integer in ``0..num_classes-1``.
+
+    Raises:
+        DataError: naming ``path``, the first offending row (counted from ``first_row``) and its value.
+    """
+    bad = np.flatnonzero(~np.isfinite(labels) | (labels < 0) | (labels >= num_classes) | (labels != np.round(labels)))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            f"{path}: row {row + first_row} has label {labels[row].item():g}, expected an integer in 0..{num_classes - 1} "
+            f"({bad.size} such rows)"
+        )
+    return labels.astype(np.int64)
 
 
 def _mnist5k(cfg: DataConfig) -> Splits:
@@ -185,9 +207,14 @@ def _mnist_idx(cfg: DataConfig) -> Splits:
             ("test_y", "t10k-labels-idx1-ubyte"),
         )
     }
-    for split in ("train", "test"):
+    for split, stem in (("train", "train"), ("test", "t10k")):
         if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
             raise DataError(f"{folder}: {split} images and labels differ in count")
+        if arrays[f"{split}_y"].ndim != 1 or arrays[f"{split}_x"].ndim != 3:
+            raise DataError(f"{folder}: {split} labels must be 1-D and images 3-D (n, rows, cols) IDX arrays")
+        if len(arrays[f"{split}_y"]) == 0:
+            raise DataError(f"{folder}: the {split} IDX files hold no examples")
+        check_labels(_find_idx(folder, f"{stem}-labels-idx1-ubyte"), arrays[f"{split}_y"], 10)
     labels = arrays["train_y"].astype(np.int64)
     tr, dv, _ = _stratified_split(labels, cfg.seed, cfg.dev_fraction, 0.0)
     x = _pixels(arrays["train_x"].reshape(len(labels), -1))
@@ -203,17 +230,23 @@ def read_glue_tsv(path: Path) -> tuple[list[list[str]], list[int]]:
     """A GLUE SST-2 file: header ``sentence<TAB>label``, labels 0/1; returns (token lists, labels)."""
     if not path.is_file():
         raise DataError(f"missing SST-2 file {path} (expected GLUE format: header 'sentence\\tlabel')")
-    sentences, labels = [], []
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["sentence", "label"]:
-            raise DataError(f"{path}:1: expected header 'sentence\\tlabel', got {header!r}")
-        for line_no, row in enumerate(reader, start=2):
-            if len(row) != 2 or row[1].strip() not in ("0", "1"):
-                raise DataError(f"{path}:{line_no}: expected '<sentence>\\t<0|1>', got {row!r}")
-            sentences.append(row[0].lower().split())
-            labels.append(int(row[1]))
+    sentences: list[list[str]] = []
+    labels: list[int] = []
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header] != ["sentence", "label"]:
+                raise DataError(f"{path}:1: expected header 'sentence\\tlabel', got {header!r}")
+            for line_no, row in enumerate(reader, start=2):
+                if len(row) != 2 or row[1].strip() not in ("0", "1"):
+                    raise DataError(f"{path}:{line_no}: expected '<sentence>\\t<0|1>', got {row!r}")
+                sentences.append(row[0].lower().split())
+                labels.append(int(row[1]))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}:{len(labels) + 2}: unreadable row ({exc})") from None
     if not labels:
         raise DataError(f"{path}: no rows after the header (expected '<sentence>\\t<0|1>' lines)")
     return sentences, labels
@@ -237,13 +270,26 @@ def encode(sentences: list[list[str]], vocab: tuple[str, ...], max_len: int) -> 
 
 
 def _sst2(cfg: DataConfig) -> Splits:
-    """GLUE train.tsv → train + a seeded dev share; GLUE dev.tsv is the test split (GLUE's test has no labels)."""
+    """GLUE train.tsv → train + a seeded dev share; GLUE dev.tsv is the test split (GLUE's test has no labels).
+
+    Sentences are padded to the longest one, but never beyond ``cfg.max_tokens`` (longer ones are cut,
+    with a warning naming the file).
+    """
     folder = _dataset_dir(cfg)
     train_s, train_y = read_glue_tsv(folder / "train.tsv")
     test_s, test_y = read_glue_tsv(folder / "dev.tsv")
     tr, dv, _ = _stratified_split(np.asarray(train_y), cfg.seed, cfg.dev_fraction, 0.0)
     vocab = build_vocab([train_s[i] for i in tr])
-    max_len = max(len(s) for s in train_s + test_s) or 1
+    longest = max(len(s) for s in train_s + test_s) or 1
+    max_len = min(longest, cfg.max_tokens)
+    for name, sentences in (("train.tsv", train_s), ("dev.tsv", test_s)):
+        cut = sum(len(s) > max_len for s in sentences)
+        if cut:
+            warnings.warn(
+                f"{folder / name}: {cut} sentences longer than max_tokens={cfg.max_tokens} were cut to "
+                f"{max_len} tokens (longest: {max(len(s) for s in sentences)})",
+                stacklevel=2,
+            )
     x_train, y_train = encode(train_s, vocab, max_len), torch.tensor(train_y)
     test = Split(encode(test_s, vocab, max_len), torch.tensor(test_y))
     return Splits("sst2", Split(x_train[tr], y_train[tr]), Split(x_train[dv], y_train[dv]), test, 2, max_len, vocab)

@@ -1,6 +1,7 @@
 """Speech data: FSDD digit recordings joined into utterances, and a LibriSpeech-layout reader.
 
-Every utterance is 16 kHz mono float32 audio plus its upper-case transcript. Errors name the
+Every utterance is 16 kHz mono float32 audio (several channels: their mean) plus its upper-case
+transcript. Errors name the
 path and what was expected (``FileNotFoundError`` for missing things, ``ValueError`` for
 malformed ones).
 """
@@ -23,6 +24,8 @@ SAMPLE_RATE = 16_000  # what every SEW/wav2vec2 checkpoint expects
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 FSDD_TAKES = 50  # takes per digit per speaker in FSDD v1.0.10
 FSDD_TEST_TAKES = range(0, 5)  # the official split: takes 0-4 test, 5-49 train
+#: Shortest utterance a speech model can score: one frame of the wav2vec2/SEW feature extractor (25 ms).
+MIN_UTTERANCE_SAMPLES = 400
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
@@ -100,23 +103,36 @@ def dataset_folder(root: Path | str, name: str) -> Path:
     raise FileNotFoundError(f"data root {root} has no folder {name!r}: expected {root / name}")
 
 
-def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a mono (or first-channel) audio file as float32, resampled to ``sample_rate``.
+def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE, min_samples: int = 1) -> np.ndarray:
+    """Read an audio file as mono float32, resampled to ``sample_rate``.
 
-    Resampling is polyphase (``scipy.signal.resample_poly``), exact for 8 kHz → 16 kHz.
+    Several channels are downmixed to their mean (a recording on the right channel only keeps its
+    signal, at half amplitude). Resampling is polyphase (``scipy.signal.resample_poly``), exact for
+    8 kHz → 16 kHz.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not readable audio.
+        ValueError: the file is not readable audio, holds non-finite samples, or has fewer than
+            ``min_samples`` samples at ``sample_rate`` (the message names the file).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as err:
         raise ValueError(f"{path} is not a readable audio file: {err}") from err
-    return resample(audio[:, 0], rate, sample_rate)
+    if audio.shape[0] == 0 or audio.shape[1] == 0:
+        raise ValueError(f"audio file {path} is empty (no samples)")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"audio file {path} holds non-finite samples (NaN or infinity)")
+    mono = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+    out = resample(mono, rate, sample_rate)
+    if len(out) < min_samples:
+        raise ValueError(
+            f"audio file {path} is too short: {len(out)} samples at {sample_rate} Hz, need at least {min_samples}"
+        )
+    return out
 
 
 def resample(audio: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -294,5 +310,5 @@ def read_librispeech(folder: Path | str, subset: int | None = None) -> list[Utte
             audio_path = chapter / f"{utt_id}.flac"
             if not audio_path.is_file():
                 raise FileNotFoundError(f"transcript {trans} lists {utt_id} but {audio_path} is missing")
-            out.append(Utterance(utt_id, load_audio(audio_path), text))
+            out.append(Utterance(utt_id, load_audio(audio_path, min_samples=MIN_UTTERANCE_SAMPLES), text))
     return out

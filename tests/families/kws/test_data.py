@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,14 @@ def test_a_folder_without_train_takes_is_named(tmp_path: Path) -> None:
     root = write_fsdd(tmp_path, speakers=("finn",), takes=5 + DEV_TAKES)  # every train take goes to dev
     with pytest.raises(DataError, match=f"{root / 'fsdd'} has .*0 train"):
         load_fsdd(root, 0)
+
+
+def test_read_clip_downmixes_stereo_and_names_unreadable_files(tmp_path: Path) -> None:
+    from prunelib.families.kws.data import read_clip
+
+    tone = np.sin(np.linspace(0, 60, 800)).astype(np.float32)
+    sf.write(tmp_path / "right.wav", np.stack([np.zeros_like(tone), tone], axis=1), 8000, subtype="FLOAT")
+    np.testing.assert_allclose(read_clip(tmp_path / "right.wav"), tone / 2, atol=1e-6)
+    (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "junk.wav"))):
+        read_clip(tmp_path / "junk.wav")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prunelib.families.mlp.config import DataConfig
 from prunelib.families.mlp.data import (
@@ -343,3 +347,138 @@ def test_fashion_mnist_from_the_debian_package(monkeypatch: pytest.MonkeyPatch) 
     assert torch.bincount(splits.dev.y, minlength=10).tolist() == [600] * 10
     pixels = splits.train.x[:100] * MNIST_STD + MNIST_MEAN
     assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+
+
+# ---------------------------------------------------------------- labels and lengths checked at load time
+def test_idx_label_out_of_range_names_the_file_and_row(tmp_path: Path, write_idx: Callable[..., Path]) -> None:
+    """A label of 200 used to pass loading and end in an IndexError once training started."""
+    root = make_idx_root(tmp_path, write_idx, gz=False)
+    labels = np.arange(60, dtype=np.uint8) % 10
+    labels[17] = 200
+    path = write_idx(root / "mnist" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 17 has label 200")):
+        load_data(DataConfig("mnist", str(root)))
+
+
+def test_mnist5k_csv_label_or_pixel_out_of_range_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv.gz"
+    good = ",".join(["0"] * 784)
+    path.write_bytes(gzip.compress(f"{good},3\n{good},12\n".encode()))
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 2 has label 12,")):
+        read_mnist5k_csv(path)
+    path.write_bytes(gzip.compress(f"{good},3\n{','.join(['300'] * 784)},1\n".encode()))
+    with pytest.raises(DataError, match=re.escape(f"{path}: row 2, column 1 holds 300,")):
+        read_mnist5k_csv(path)
+
+
+def test_one_very_long_sst2_row_is_cut_to_max_tokens(tmp_path: Path, write_sst2: Callable[..., Path]) -> None:
+    """One 5,000-word row used to set the padded width of every sentence of the data set."""
+    rows = [f"{w} film\t{i % 2}" for i, w in enumerate(["good", "bad", "fine", "dull"] * 5)]
+    root = write_sst2(tmp_path, [*rows, " ".join(["long"] * 5000) + "\t1"], rows[:4])
+    with pytest.warns(UserWarning, match=re.escape(f"{root / 'sst2' / 'train.tsv'}: 1 sentences longer than")):
+        splits = load_data(DataConfig("sst2", str(root), max_tokens=16))
+    assert splits.in_features == 16 and splits.train.x.shape[1] == splits.test.x.shape[1] == 16
+    default = load_data(DataConfig("sst2", str(write_sst2(tmp_path / "short", rows, rows[:4]))))
+    assert default.in_features == 2  # the longest row, when under the cap: nothing padded beyond it
+    with pytest.raises(ValueError, match="max_tokens must be >= 1"):
+        DataConfig("sst2", max_tokens=0)
+
+
+# ---------------------------------------------------------------- fuzzing: read correctly or refused by name
+def _refused_by_name(exc: DataError, path: Path) -> None:
+    assert str(path) in str(exc), str(exc)
+
+
+@settings(max_examples=80, deadline=None)
+@given(raw=st.binary(max_size=64), gz=st.booleans())
+def test_fuzz_read_idx_arbitrary_bytes(raw: bytes, gz: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("x-idx.gz" if gz else "x-idx")
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+        try:
+            array = read_idx(path)
+        except DataError as exc:
+            _refused_by_name(exc, path)
+            return
+        ndim = raw[3]
+        assert array.dtype == np.uint8 and array.ndim == ndim
+        assert array.tobytes() == raw[4 + 4 * ndim :]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_train=st.integers(0, 30),
+    n_test=st.integers(0, 8),
+    side=st.integers(1, 4),
+    train_labels=st.lists(st.integers(0, 255), max_size=30),
+    test_labels=st.lists(st.integers(0, 255), max_size=8),
+)
+def test_fuzz_idx_data_set_loads_with_valid_labels_or_is_refused(
+    n_train: int, n_test: int, side: int, train_labels: list[int], test_labels: list[int]
+) -> None:
+    """Any counts, shapes and label values: a data set whose every label is 0-9, or a DataError naming the folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "mnist"
+        for stem, n, labels in (("train", n_train, train_labels), ("t10k", n_test, test_labels)):
+            _write_idx_file(folder / f"{stem}-images-idx3-ubyte", np.zeros((n, side, side), np.uint8))
+            _write_idx_file(folder / f"{stem}-labels-idx1-ubyte", np.asarray(labels, np.uint8))
+        try:
+            splits = load_data(DataConfig("mnist", tmp))
+        except DataError as exc:
+            _refused_by_name(exc, folder)
+            return
+        assert n_train == len(train_labels) and n_test == len(test_labels)
+        assert max(train_labels + test_labels) <= 9
+        assert len(splits.train) + len(splits.dev) == n_train and len(splits.test) == n_test
+        assert splits.in_features == side * side
+
+
+def _write_idx_file(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(lambda t: f"sentence\tlabel\n{t}".encode())))
+def test_fuzz_read_glue_tsv(raw: bytes) -> None:
+    """Arbitrary bytes, or a valid header then arbitrary text: rows of tokens and 0/1 labels, or a DataError."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.tsv"
+        path.write_bytes(raw)
+        try:
+            sentences, labels = read_glue_tsv(path)
+        except DataError as exc:
+            _refused_by_name(exc, path)
+            return
+        assert len(sentences) == len(labels) >= 1 and set(labels) <= {0, 1}
+        assert all(isinstance(tok, str) and tok for sent in sentences for tok in sent)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.lists(st.sampled_from(["a", "b", "film", "ünï", "x" * 30]), max_size=40), st.integers(0, 1)),
+        min_size=1,
+        max_size=30,
+    ),
+    cap=st.integers(1, 20),
+)
+def test_fuzz_sst2_width_never_exceeds_max_tokens(rows: list[tuple[list[str], int]], cap: int) -> None:
+    lines = [f"{' '.join(words)}\t{label}" for words, label in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "sst2"
+        folder.mkdir()
+        for name, body in (("train.tsv", lines), ("dev.tsv", lines[:3])):
+            (folder / name).write_text("\n".join(["sentence\tlabel", *body]) + "\n", encoding="utf-8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                splits = load_data(DataConfig("sst2", tmp, max_tokens=cap))
+            except DataError as exc:
+                _refused_by_name(exc, Path(tmp) / "sst2")
+                return
+        longest = max(len(words) for words, _ in rows)
+        assert splits.in_features == min(max(longest, 1), cap)
+        assert splits.train.x.shape[1] == splits.test.x.shape[1] == splits.in_features

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from prunelib.families.sew.data import (
     DIGIT_WORDS,
+    MIN_UTTERANCE_SAMPLES,
     SAMPLE_RATE,
     FsddConfig,
     dataset_folder,
@@ -84,6 +86,101 @@ def test_load_audio_resamples_and_reports_missing(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     with pytest.raises(ValueError, match="bad.wav"):
         load_audio(tmp_path / "bad.wav")
+
+
+def test_stereo_is_downmixed_so_a_right_channel_recording_survives(tmp_path: Path) -> None:
+    """A recording on the right channel only: channel 0 alone would be silence under a real transcript."""
+    t = np.arange(1600) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    right_only = np.stack([np.zeros_like(tone), tone], axis=1)
+    sf.write(tmp_path / "right.wav", right_only, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "right.flac", right_only, 16000)
+    for name in ("right.wav", "right.flac"):
+        audio = load_audio(tmp_path / name)
+        assert audio.shape == (1600,)
+        np.testing.assert_allclose(audio, tone / 2, atol=1e-4)  # the mean of the channels
+        assert np.abs(audio).max() > 0.2
+
+
+def test_empty_or_too_short_audio_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1), np.float32), 8000)
+    with pytest.raises(ValueError, match="empty.wav.*empty"):
+        load_audio(tmp_path / "empty.wav")
+    sf.write(tmp_path / "short.wav", np.zeros(10, np.float32), 16000)
+    assert load_audio(tmp_path / "short.wav").shape == (10,)  # a clip may be short...
+    with pytest.raises(ValueError, match="short.wav.*too short.*10 samples"):
+        load_audio(tmp_path / "short.wav", min_samples=MIN_UTTERANCE_SAMPLES)  # ...an utterance may not
+
+
+def test_librispeech_utterance_shorter_than_one_frame_is_an_error(tmp_path: Path) -> None:
+    root = write_librispeech(tmp_path, {("1", "2"): ["ONE"]})
+    flac = next(root.glob("*/*/*.flac"))
+    sf.write(flac, np.zeros(MIN_UTTERANCE_SAMPLES - 1, np.float32), 16000)
+    with pytest.raises(ValueError, match=f"{flac.name}.*too short"):
+        read_librispeech(root)
+
+
+def _check_read_or_refused(path: Path) -> np.ndarray | None:
+    """``load_audio(path)`` is finite mono float32 audio, or a ValueError naming ``path``; nothing else."""
+    try:
+        audio = load_audio(path)
+    except ValueError as exc:
+        assert str(path) in str(exc)
+        return None
+    assert audio.dtype == np.float32 and audio.ndim == 1 and len(audio) >= 1
+    assert np.isfinite(audio).all()
+    return audio
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(
+        [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"), ("flac", "PCM_16"), ("flac", "PCM_24")]
+    ),
+    channels=st.integers(1, 3),
+    frames=st.integers(0, 300),
+    rate=st.sampled_from([8000, 16000, 44100]),
+    seed=st.integers(0, 2**16),
+    damage=st.one_of(
+        st.none(), st.tuples(st.integers(0, 4000), st.binary(min_size=0, max_size=8)), st.integers(0, 600)
+    ),
+)
+def test_fuzz_wav_and_flac_are_read_correctly_or_refused(
+    fmt: tuple[str, str], channels: int, frames: int, rate: int, seed: int, damage: object
+) -> None:
+    """Valid files of any shape read as the channels' mean; damaged ones are read or refused, by name."""
+    ext, subtype = fmt
+    data = np.random.default_rng(seed).uniform(-0.9, 0.9, (frames, channels)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"clip.{ext}"
+        sf.write(path, data, rate, subtype=subtype, format=ext.upper())
+        if damage is None:
+            audio = _check_read_or_refused(path)
+            if frames == 0:
+                assert audio is None
+            else:
+                assert audio is not None
+                expected = resample(data.mean(axis=1), rate, SAMPLE_RATE)
+                np.testing.assert_allclose(audio, expected, atol=1e-3 if subtype == "PCM_16" else 1e-5)
+            return
+        raw = bytearray(path.read_bytes())
+        if isinstance(damage, int):  # truncated
+            raw = raw[: min(damage, len(raw))]
+        else:  # bytes overwritten
+            at, patch = damage  # type: ignore[misc]
+            at = at % max(len(raw), 1)
+            raw[at : at + len(patch)] = patch
+        path.write_bytes(bytes(raw))
+        _check_read_or_refused(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.binary(max_size=300), ext=st.sampled_from(["wav", "flac"]))
+def test_fuzz_arbitrary_bytes_as_audio_are_refused_by_name(raw: bytes, ext: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"noise.{ext}"
+        path.write_bytes(raw)
+        _check_read_or_refused(path)
 
 
 # ----------------------------------------------------------------------------- FSDD
