@@ -324,7 +324,7 @@ def _positional_fields_ok(spec: dict) -> bool:
     if not isinstance(spec.get("inv"), bool):
         return False
     if enc == "index":
-        return spec.get("idx") in INDEX_TYPES
+        return isinstance(spec.get("idx"), str) and spec["idx"] in INDEX_TYPES
     return _is_int(spec.get("k"), 0, 63) and _is_int(spec.get("ubits"), 0, 8 * spec["bytes"])
 
 
@@ -352,7 +352,7 @@ def _specs(header: dict, path: Path) -> list[tuple[str, dict]]:
         enc = spec.get("enc")
         if enc not in ENCODINGS:
             raise _bad(path, f"unknown encoding {enc!r} for tensor {name!r}")
-        if spec.get("dtype") not in DTYPES:
+        if not isinstance(spec.get("dtype"), str) or spec["dtype"] not in DTYPES:
             raise _bad(path, f"unknown dtype {spec.get('dtype')!r} for tensor {name!r}")
         if spec.get("values") not in _VALUE_KINDS:
             raise _bad(path, f"unknown value kind {spec.get('values')!r} for tensor {name!r}")

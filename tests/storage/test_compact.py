@@ -338,3 +338,61 @@ def test_wrong_file_types_are_rejected(tmp_path: Path, kind: str) -> None:
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_compact(tmp_path / "nope.compact")
+
+
+# ---------------------------------------------------------------- fuzzing past the checksums
+SPEC_FIELDS = ("enc", "shape", "dtype", "values", "nnz", "bytes", "pos_bytes", "inv", "idx", "k", "ubits", "ref")
+FIELD_VALUES = st.one_of(
+    st.integers(-3, 70),
+    st.integers(0, 2**40),
+    st.sampled_from(["dense", "bitmask", "index", "rice", "support", "float32", "int8", "fp16", "exact", "w"]),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(-1, 50), max_size=4),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    which=st.integers(0, 3),
+    edits=st.lists(st.tuples(st.sampled_from(SPEC_FIELDS), FIELD_VALUES), max_size=3),
+    payload=st.one_of(st.none(), st.binary(max_size=300)),
+)
+def test_fuzz_checksum_valid_but_malformed_tables_are_refused_by_name(
+    saved: tuple[Path, dict], tmp_path: Path, which: int, edits: list, payload: bytes | None
+) -> None:
+    """A writer of a buggy or newer format: any spec field, any payload, consistent checksums.
+
+    The decoders behind the checksums see every such file; each is read bit-exactly or refused
+    with a ValueError naming the file, never another exception.
+    """
+    path, state = saved
+    data = path.read_bytes()
+    meta = json.loads(data[8 : header_end(data)])["__metadata__"]
+    specs = json.loads(meta["tensors"])
+    blobs = st_load(data)
+    name, spec = specs[which % len(specs)]
+    if payload is not None and name in blobs:
+        blobs[name] = np.frombuffer(payload, np.uint8).copy() if payload else np.zeros(0, np.uint8)
+        spec.update(bytes=len(payload), crc=zlib.crc32(payload))
+    for field, value in edits:
+        spec[field] = value
+    meta["tensors"] = json.dumps(specs)
+    meta["tensors_crc"] = str(zlib.crc32(meta["tensors"].encode("utf-8")))
+    bad = tmp_path / "fuzzed.compact"
+    bad.write_bytes(st_save(blobs, metadata=meta))
+    try:
+        back = load_compact(bad)
+    except ValueError as exc:
+        assert str(bad) in str(exc)
+    else:
+        assert_bit_exact(state, back)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200))
+def test_fuzz_arbitrary_bytes_are_refused_by_name(tmp_path: Path, raw: bytes) -> None:
+    bad = tmp_path / "noise.compact"
+    bad.write_bytes(raw)
+    with pytest.raises(ValueError, match=str(bad.name)):
+        load_compact(bad)
