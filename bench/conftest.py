@@ -58,6 +58,10 @@ class InferenceCase:
         return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}{threads}"
 
 
+#: Starts the one-line failure of every test whose requested data set cannot be read.
+DATA_FAILURE = "prunelib: requested data set cannot be read: "
+
+
 @dataclass
 class Suite:
     """Parsed options plus a per-session memo of loaded families and data, and prepared sweeps."""
@@ -67,12 +71,23 @@ class Suite:
     specs: list[SweepSpec]
     _loaded: dict[Any, Loaded] = field(default_factory=dict)
     _sweeps: dict[SweepSpec, SweepArtifacts] = field(default_factory=dict)
+    _unreadable: dict[Any, str] = field(default_factory=dict)
 
     def loaded(self, spec: SweepSpec) -> Loaded:
-        """Family, data and hyper-parameters of ``spec``, loaded once (a missing data set is an error)."""
+        """Family, data and hyper-parameters of ``spec``, loaded once.
+
+        A requested data set that cannot be read is never a skip: every test that needs it fails
+        with one line (no traceback) naming the data set, the file and the problem; it is read
+        once, not once per test.
+        """
         key = (spec.family, spec.dataset, spec.model, spec.seed, spec.quick, spec.data_dir)
-        if key not in self._loaded:
-            self._loaded[key] = load(spec)
+        if key not in self._loaded and key not in self._unreadable:
+            try:
+                self._loaded[key] = load(spec)
+            except DataError as exc:
+                self._unreadable[key] = f"{DATA_FAILURE}{spec.dataset}:{spec.model} (family {spec.family}): {exc}"
+        if key in self._unreadable:
+            pytest.fail(self._unreadable[key], pytrace=False)
         return self._loaded[key]
 
     def sweep(self, spec: SweepSpec) -> SweepArtifacts:
@@ -124,9 +139,38 @@ def suite_of(config: pytest.Config) -> Suite:
     return config.stash[SUITE]
 
 
+#: One line per unreadable data set -> the number of tests that failed on it (this process's reports).
+_unreadable_counts: dict[str, int] = {}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Parse the options once, before collection: a bad value is one usage error, not one per test module."""
+    """Parse the options once, before collection: a bad value is one usage error, not one per test module.
+
+    Skip reasons are always listed in the summary (as with ``-rs``): a skip must say what did not run.
+    """
     suite_of(config)
+    if "s" not in config.option.reportchars and "a" not in config.option.reportchars:
+        config.option.reportchars += "s"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the failures on unreadable data sets (the controller sees them under xdist too)."""
+    text = report.longreprtext if report.failed else ""
+    for line in text.splitlines():
+        if line.startswith(DATA_FAILURE):
+            _unreadable_counts[line] = _unreadable_counts.get(line, 0) + 1
+            break
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    for line, n in _unreadable_counts.items():
+        terminalreporter.write_line(f"{line} ({n} tests failed on it)", red=True, bold=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An unreadable requested data set is bad input: exit 4 (pytest's usage error), not 1 (a gate failed)."""
+    if _unreadable_counts and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def _param(value: Any, id: str, reason: str = "") -> Any:

@@ -1,7 +1,8 @@
 """Part II in the bench suite: SEW CTC models pruned 10 % per step, WER per checkpoint, PyTorch vs ONNX Runtime.
 
 Runs for the speech pairs of ``--prune-datasets`` (e.g. ``fsdd:sew-fsdd``, ``librispeech:sew-tiny``,
-``librispeech:/path/to/saved-model``); skipped with the reason when the data is not there.
+``librispeech:/path/to/saved-model``); skipped, with the reason, when no speech pair is requested. A requested
+speech data set that cannot be read fails every test that needs it, naming the file (bench/conftest.py).
 Checkpoints and WER come from :mod:`prunelib.sweep.cache`, through the SEW family; each checkpoint is timed on a fixed
 clip of audio in each runtime after ONNX Runtime's parity check on real utterances. Each speech
 pair runs the lab's magnitude sweep and a structured sweep (timed physically shrunk), and the exact

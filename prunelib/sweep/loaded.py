@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from prunelib.families.contract import Family
-from prunelib.families.datadir import data_root
+from prunelib.families.datadir import DataError, data_root
 from prunelib.storage.checkpoint import load_checkpoint
 from prunelib.sweep.spec import SweepSpec
 
@@ -50,7 +50,9 @@ def load(spec: SweepSpec) -> Loaded:
 
     Raises:
         ValueError: unknown family, data set or model (named).
-        DataError / FileNotFoundError: the data dir or a data file is missing (named).
+        DataError: the data dir or a data file is missing or malformed (named). A family's reader
+            may raise ``OSError`` or ``ValueError`` for that; both become a :class:`DataError`
+            (message kept), so a caller can tell "this data cannot be read" from other errors.
     """
     family = spec.resolve()
     family.check_dataset(spec.dataset)
@@ -59,5 +61,10 @@ def load(spec: SweepSpec) -> Loaded:
     if reason:
         raise ValueError(reason)
     root = data_root(spec.data_dir)
-    data = family.load_data(spec.dataset, spec.model, root, spec.seed, spec.quick)
+    try:
+        data = family.load_data(spec.dataset, spec.model, root, spec.seed, spec.quick)
+    except DataError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DataError(str(exc)) from exc
     return Loaded(family, data, family.hparams(spec.dataset, spec.quick))

@@ -106,3 +106,18 @@ def test_checkpoint_loads_masks_into_a_fresh_model(make_splits, tmp_path: Path) 
     x = loaded.data.test.x
     torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
     assert named_masks(loaded.fresh(spec())) == {}  # the skeleton was not touched
+
+
+@pytest.mark.parametrize("error", [FileNotFoundError("/data/fsdd/x.wav is missing"), ValueError("/data/x.wav: bad")])
+def test_a_readers_own_error_becomes_a_data_error_keeping_its_message(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """The bench fails "data set cannot be read" on DataError alone: a reader's OSError/ValueError must become one."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(MlpFamily, "load_data", broken)
+    with pytest.raises(DataError) as info:
+        load(spec())
+    assert str(info.value) == str(error) and info.value.__cause__ is error
