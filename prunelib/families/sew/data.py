@@ -24,6 +24,9 @@ SAMPLE_RATE = 16_000  # what every SEW/wav2vec2 checkpoint expects
 DIGIT_WORDS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
 FSDD_TAKES = 50  # takes per digit per speaker in FSDD v1.0.10
 FSDD_TEST_TAKES = range(0, 5)  # the official split: takes 0-4 test, 5-49 train
+#: Sample rates an audio file may declare (outside: a damaged header, refused before resampling).
+MIN_RATE, MAX_RATE = 1_000, 192_000
+_BLOCK_FRAMES = 1 << 16
 #: Shortest utterance a speech model can score: one frame of the wav2vec2/SEW feature extractor (25 ms).
 MIN_UTTERANCE_SAMPLES = 400
 _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
@@ -119,9 +122,11 @@ def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE, min_samples: in
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        audio, rate = _read_blocks(path)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as err:
         raise ValueError(f"{path} is not a readable audio file: {err}") from err
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"audio file {path} declares {rate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz (damaged header?)")
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio file {path} is empty (no samples)")
     if not np.isfinite(audio).all():
@@ -133,6 +138,19 @@ def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE, min_samples: in
             f"audio file {path} is too short: {len(out)} samples at {sample_rate} Hz, need at least {min_samples}"
         )
     return out
+
+
+def _read_blocks(path: Path) -> tuple[np.ndarray, int]:
+    """All frames ``(n, channels)`` as float32 and the rate, read in blocks.
+
+    Never allocates what the header merely declares: a damaged header may claim billions of frames.
+    """
+    with sf.SoundFile(path) as fh:
+        blocks = []
+        while block := len(chunk := fh.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+            blocks.append(chunk[:block])
+        audio = np.concatenate(blocks) if blocks else np.zeros((0, fh.channels), np.float32)
+        return audio, int(fh.samplerate)
 
 
 def resample(audio: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -264,11 +282,16 @@ def read_transcripts(path: Path) -> dict[str, str]:
     """``{utterance_id: TEXT}`` from a LibriSpeech ``speaker-chapter.trans.txt``.
 
     Raises:
-        ValueError: a line is not ``<speaker>-<chapter>-<index> TEXT`` for this chapter.
+        ValueError: the file is not UTF-8, or a line is not ``<speaker>-<chapter>-<index> TEXT`` for this
+            chapter (the message names the file and line).
     """
     prefix = path.name[: -len(".trans.txt")] + "-"
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text_of_file = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for lineno, line in enumerate(text_of_file.splitlines(), start=1):
         if not line.strip():
             continue
         utt_id, _, text = line.strip().partition(" ")

@@ -24,6 +24,7 @@ from prunelib.families.sew.data import (
     list_fsdd,
     load_audio,
     read_librispeech,
+    read_transcripts,
     resample,
     split_fsdd,
 )
@@ -298,3 +299,18 @@ def test_read_librispeech_missing_audio(tmp_path: Path) -> None:
     (tmp_path / "1" / "2" / "1-2-0001.flac").unlink()
     with pytest.raises(FileNotFoundError, match=r"1-2-0001\.flac"):
         read_librispeech(tmp_path)
+
+
+@settings(max_examples=80, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode)))
+def test_fuzz_librispeech_transcripts_are_read_or_refused_by_name(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "19-198.trans.txt"
+        path.write_bytes(raw)
+        try:
+            out = read_transcripts(path)
+        except ValueError as exc:
+            assert str(path) in str(exc)
+            return
+        for utt_id, text in out.items():
+            assert utt_id.startswith("19-198-") and utt_id[len("19-198-") :].isdigit() and text == text.strip() != ""
