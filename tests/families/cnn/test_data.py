@@ -77,3 +77,11 @@ def test_fashion_mnist_from_the_debian_package(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     splits = load_images("fashion-mnist", None, 0, train_subset=100, test_subset=50)
     assert (splits.train.x.shape, splits.dev.x.shape, splits.test.x.shape) == ((100, 1, 28, 28), (6000, 1, 28, 28), (50, 1, 28, 28))  # fmt: skip
+
+
+def test_a_label_out_of_range_is_refused_at_load_time(tmp_path: Path, write_idx: Callable[..., Path]) -> None:
+    """Not an IndexError once training has started: the file and row are named when the data is read."""
+    root = write_idx_root(tmp_path, write_idx, "mnist")
+    labels = write_idx(root / "mnist" / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 2, 10] + [3] * 6, np.uint8))
+    with pytest.raises(DataError, match=f"{labels}: row 3 has label 10, expected an integer in 0..9"):
+        load_images("mnist", root, 0)

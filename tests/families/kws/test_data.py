@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prunelib.families.contract import fingerprint
 from prunelib.families.datadir import DataError
@@ -183,3 +186,23 @@ def test_read_clip_downmixes_stereo_and_names_unreadable_files(tmp_path: Path) -
     (tmp_path / "junk.wav").write_bytes(b"RIFF\x00\x00")
     with pytest.raises(DataError, match=re.escape(str(tmp_path / "junk.wav"))):
         read_clip(tmp_path / "junk.wav")
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.binary(max_size=400), keep_header=st.booleans())
+def test_fuzz_read_clip_reads_audio_or_refuses_it_by_name(raw: bytes, keep_header: bool) -> None:
+    """Any bytes after (or instead of) a valid WAV header: 8 kHz mono audio, or a DataError naming the file."""
+    from prunelib.families.kws.data import read_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "4_erin_2.wav"
+        if keep_header:
+            sf.write(path, np.zeros(8, np.float32), 8000, subtype="PCM_16")
+            raw = path.read_bytes()[:44] + raw
+        path.write_bytes(raw)
+        try:
+            audio = read_clip(path)
+        except DataError as exc:
+            assert str(path) in str(exc)
+            return
+        assert audio.ndim == 1 and len(audio) >= 1 and audio.dtype == np.float32 and np.isfinite(audio).all()
