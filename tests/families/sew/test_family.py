@@ -319,8 +319,9 @@ def test_spec_and_timing_validation(tmp_path: Path) -> None:
         Timing(runs=1)
     with pytest.raises(DataError, match=str(tmp_path / "nope")):
         load(SweepSpec("sew", "fsdd", "sew-mini", "no-retrain", 0.5, 1, data_dir=str(tmp_path / "nope")))
-    with pytest.raises(FileNotFoundError, match="fsdd"):
+    with pytest.raises(DataError, match="fsdd") as info:  # the reader's FileNotFoundError, as a DataError
         load(spec_of(tmp_path))
+    assert isinstance(info.value.__cause__, FileNotFoundError)
 
 
 # ----------------------------------------------------------------------------- sensitivity
