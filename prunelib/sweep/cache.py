@@ -8,7 +8,7 @@ stale entry. Entries are built in a hidden folder and renamed into place under a
 concurrent pytest-xdist workers build each entry once, and a reader never sees half of one.
 Checkpoints are safetensors (no pickle). Every entry's manifest holds the sha256 of each of its
 files and is checked on every load: a corrupt entry is moved aside and rebuilt, and a killed
-build resumes from its last complete checkpoint (:mod:`prunelib.sweep.entries`).
+build resumes from its last complete checkpoint (:mod:`prunelib.storage.entries`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from prunelib.measure.machine import package_versions
 from prunelib.progress import progress
 from prunelib.pruning.criteria import initial_state, named_masks, rewind
 from prunelib.pruning.schedules import iterate_schedule, prune_step
+from prunelib.storage import entries
 from prunelib.storage.checkpoint import read_tensors, save_checkpoint
-from prunelib.sweep import entries
 from prunelib.sweep.loaded import Loaded
 from prunelib.sweep.metrics import static_metrics
 from prunelib.sweep.spec import SweepSpec
@@ -106,7 +106,7 @@ def build_once(folder: Path, key: str, root: Path, build: Callable[[Path], None]
     """Build ``folder`` once: under a lock, in the staging folder ``.building-<key>``, renamed into place.
 
     A valid entry (every hash of its manifest matches, ``required`` files listed) is reused; a
-    corrupt one is moved aside with a :class:`~prunelib.sweep.entries.CacheWarning` and rebuilt.
+    corrupt one is moved aside with a :class:`~prunelib.storage.entries.CacheWarning` and rebuilt.
     A staging folder left by a killed build is handed to ``build`` again, which resumes from
     what it recorded as complete; leftovers of the older random-suffix staging are removed (the
     lock is ours, so their builders are gone).

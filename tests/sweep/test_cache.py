@@ -18,8 +18,9 @@ from prunelib.families.mlp.data import subset
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import named_masks
+from prunelib.storage import entries
 from prunelib.storage.checkpoint import read_tensors
-from prunelib.sweep import entries
+from prunelib.storage.entries import CacheWarning
 from prunelib.sweep.cache import (
     dense_key,
     load_model,
@@ -28,7 +29,6 @@ from prunelib.sweep.cache import (
     replay_rewind_step,
     sweep_key,
 )
-from prunelib.sweep.entries import CacheWarning
 from prunelib.sweep.loaded import Loaded, load
 from prunelib.sweep.spec import SweepSpec
 

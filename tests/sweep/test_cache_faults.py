@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from prunelib.sweep import entries
+from prunelib.storage import entries
 
 ROOT = Path(__file__).resolve().parents[2]
 

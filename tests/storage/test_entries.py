@@ -16,9 +16,9 @@ from filelock import FileLock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prunelib.sweep import entries
+from prunelib.storage import entries
+from prunelib.storage.entries import CacheWarning, problem
 from prunelib.sweep.cache import build_once
-from prunelib.sweep.entries import CacheWarning, problem
 
 
 def make_entry(folder: Path, files: dict[str, bytes]) -> Path:
