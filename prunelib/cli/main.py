@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from prunelib.cli.args import CliError, Parser
+from prunelib.cli.cache import add_cache_parser
 from prunelib.cli.families import add_families_parser
 from prunelib.cli.sweep import add_sensitivity_parser, add_sweep_parser
 from prunelib.families.contract import Unsupported
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     add_sensitivity_parser(sub)
     add_families_parser(sub)
+    add_cache_parser(sub)
     sub.add_parser(
         "compare", help="compare pytest-benchmark runs (metric, latency, size); see 'compare --help'", add_help=False
     )

@@ -171,6 +171,11 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def sweep_files(iterations: int) -> tuple[str, ...]:
+    """The files a sweep entry of ``iterations`` steps must hold."""
+    return ("initial.safetensors", "metrics.csv", *map(_name, range(iterations + 1)))
+
+
 def completed_rows(staging: Path, iterations: int) -> list[dict[str, Any]]:
     """The metrics rows of the iterations ``0..k`` a killed build recorded complete (checkpoint hash intact)."""
     rows: list[dict[str, Any]] = []
@@ -213,8 +218,7 @@ def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArt
         extra = {"dense": dense.name, "resumed_from": start}
         entries.finish(staging, _manifest("sweep", key, spec, loaded, spec.label, extra))
 
-    required = ("initial.safetensors", "metrics.csv", *map(_name, range(spec.iterations + 1)))
-    folder = build_once(root / f"sweep-{key}", key, root, build, required)
+    folder = build_once(root / f"sweep-{key}", key, root, build, sweep_files(spec.iterations))
     return SweepArtifacts(spec, folder, pd.read_csv(folder / "metrics.csv"))
 
 
