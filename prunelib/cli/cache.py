@@ -144,9 +144,14 @@ def run_cache_command(args: argparse.Namespace) -> int:
         print(f"{len(checked)} entries checked under {base}: {len(corrupt)} corrupt (left in place)")
         return 1 if corrupt else 0
     removable = {"corrupt", "set aside", "orphaned"} | ({"ok"} if args.all else set())
-    removed = [it for it in items if it.state in removable]
-    for it in removed:
-        shutil.rmtree(it.path)
+    removed = []
+    for it in (it for it in items if it.state in removable):
+        if it.state == "orphaned":
+            if not entries.orphaned(it.path, args.orphan_hours * 3600, remove=True):
+                continue  # a build took it over since it was listed
+        else:
+            shutil.rmtree(it.path)
+        removed.append(it)
         print(f"removed {it.state} {it.kind} {it.path} ({megabytes(it.size)})")
     total = sum(it.size for it in removed)
     print(f"removed {len(removed)} folders ({megabytes(total)}) under {base}" if removed else "nothing to remove")

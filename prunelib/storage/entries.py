@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -163,12 +164,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def orphaned(staging: Path, max_age: float = ORPHAN_AGE_S) -> bool:
-    """Whether no live builder owns ``staging``.
+def _owner_gone(staging: Path, max_age: float) -> bool:
+    try:
+        owner = json.loads((staging / OWNER).read_text(encoding="utf-8"))
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+    if host == socket.gethostname():
+        return not pid_alive(pid) or pid == os.getpid()
+    return time.time() - staging.stat().st_mtime > max_age
+
+
+def orphaned(staging: Path, max_age: float = ORPHAN_AGE_S, remove: bool = False) -> bool:
+    """Whether no live builder owns ``staging``; with ``remove``, also delete it if so.
 
     Its key's lock must be free (a builder holds it for the whole build), and then its owner is
     a dead process on this host, unknown (no ``owner.json``), or the folder is older than
-    ``max_age`` seconds (an owner on another host, which this host cannot ask).
+    ``max_age`` seconds (an owner on another host, which this host cannot ask). The lock is held
+    while deciding and removing, so a build cannot start on the folder in between.
     """
     lock = FileLock(str(staging.parent / f".{staging_key(staging)}.lock"), timeout=0)
     try:
@@ -176,12 +189,9 @@ def orphaned(staging: Path, max_age: float = ORPHAN_AGE_S) -> bool:
     except Timeout:
         return False
     try:
-        owner = json.loads((staging / OWNER).read_text(encoding="utf-8"))
-        pid, host = int(owner["pid"]), str(owner["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
+        gone = _owner_gone(staging, max_age)
+        if gone and remove:
+            shutil.rmtree(staging)
+        return gone
     finally:
         lock.release()
-    if host == socket.gethostname():
-        return not pid_alive(pid) or pid == os.getpid()
-    return time.time() - staging.stat().st_mtime > max_age

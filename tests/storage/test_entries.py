@@ -144,7 +144,17 @@ def test_a_staging_folder_of_a_dead_owner_is_orphaned(tmp_path: Path) -> None:
 
 
 def test_a_staging_folder_of_a_live_owner_is_not(tmp_path: Path) -> None:
-    assert not entries.orphaned(staging_owned_by(tmp_path, os.getppid()))
+    staging = staging_owned_by(tmp_path, os.getppid())
+    assert not entries.orphaned(staging) and not entries.orphaned(staging, remove=True)
+    assert staging.is_dir()
+
+
+def test_an_orphan_is_removed_under_its_lock_only_if_still_orphaned(tmp_path: Path) -> None:
+    staging = staging_owned_by(tmp_path, dead_pid())
+    with FileLock(str(tmp_path / ".k.lock")):  # a build took it over
+        assert not entries.orphaned(staging, remove=True)
+    assert staging.is_dir()
+    assert entries.orphaned(staging, remove=True) and not staging.exists()
 
 
 def test_a_staging_folder_whose_lock_is_held_is_not_orphaned(tmp_path: Path) -> None:
