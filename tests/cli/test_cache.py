@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -147,3 +148,25 @@ def test_verify_refuses_a_fuzzed_manifest_without_a_traceback(base: Path, capsys
     (sweep_folder(base) / "manifest.json").write_bytes(body)
     code, out, err = cli(["cache", "verify", "--cache-dir", str(base)], capsys)
     assert code == 1 and "Traceback" not in err and f"corrupt: {sweep_folder(base)}" in out
+
+
+def test_the_speech_cache_is_listed_verified_and_its_dead_saves_cleaned(tmp_path: Path, capsys) -> None:
+    from prunelib.families.sew.train import cache_path, entry_key, trained_fsdd_model
+    from tests.families.sew.test_train import TINY_CFG
+    from tests.families.sew.tiny import write_fake_fsdd
+
+    data, base = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7), tmp_path / "cache"
+    cfg = dataclasses.replace(TINY_CFG, steps=2)
+    trained_fsdd_model(cfg, data_root=data, cache_dir=base)
+    saved = cache_path(cfg, data / "fsdd", base)
+    code, out, _ = cli(["cache", "list", "--cache-dir", str(base)], capsys)
+    assert out.split()[:2] == ["ok", "speech"] and str(saved) in out
+    killed = saved.parent / f".building-{entry_key(saved)}-x1y2"  # a save killed half-way
+    killed.mkdir()
+    (killed / "owner.json").write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    weights = saved / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    code, out, _ = cli(["cache", "verify", "--cache-dir", str(base)], capsys)
+    assert code == 1 and f"corrupt: {saved}: {weights} does not match" in out
+    code, out, _ = cli(["cache", "clean", "--cache-dir", str(base)], capsys)
+    assert f"removed orphaned staging {killed}" in out and f"removed corrupt speech {saved}" in out

@@ -255,19 +255,28 @@ def trained_fsdd_model(
     fsdd = dataset_folder(root, "fsdd")
     target = cache_path(cfg, fsdd, cache_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{target.name}.lock")):
-        valid = entries.valid_or_aside(target, SPEECH_FILES)
-    if not valid:
-        model, processor, _ = train_fsdd_model(cfg, fsdd)
-        save_pretrained_atomic(model, processor, target)
+    with FileLock(str(target.parent / f".{entry_key(target)}.lock")):  # one process trains, the others wait
+        if not entries.valid_or_aside(target, SPEECH_FILES):
+            model, processor, _ = train_fsdd_model(cfg, fsdd)
+            save_pretrained_atomic(model, processor, target)
     return load_pretrained(target)
 
 
+def entry_key(target: Path) -> str:
+    """The hash part of ``sew-fsdd-<hash>``: names its lock and staging folder as the sweep cache does."""
+    return target.name.rsplit("-", 1)[-1]
+
+
 def save_pretrained_atomic(model: nn.Module, processor: Any, target: Path) -> Path:
-    """``save_pretrained`` model and processor into ``target`` via a sibling temp dir + rename."""
+    """``save_pretrained`` model and processor into ``target`` via a sibling staging folder + rename.
+
+    The staging folder ``.building-<hash>-<random>`` records its owner, so a save killed half-way
+    shows as orphaned in ``python -m prunelib cache list`` and ``cache clean`` removes it.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{entries.STAGING}{entry_key(target)}-"))
     try:
+        entries.write_owner(tmp)
         cast("PreTrainedModel", model).save_pretrained(tmp)
         processor.save_pretrained(tmp)
         entries.finish(tmp, {"kind": "speech", "label": target.name.rsplit("-", 1)[0]})
