@@ -19,6 +19,7 @@ import sys
 import traceback
 
 from prunelib.cli.args import CliError, Parser
+from prunelib.cli.cache import add_cache_parser
 from prunelib.cli.families import add_families_parser
 from prunelib.cli.sweep import add_sensitivity_parser, add_sweep_parser
 from prunelib.families.contract import Unsupported
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     add_sensitivity_parser(sub)
     add_families_parser(sub)
+    add_cache_parser(sub)
     sub.add_parser(
         "compare", help="compare pytest-benchmark runs (metric, latency, size); see 'compare --help'", add_help=False
     )

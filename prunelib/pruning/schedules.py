@@ -97,15 +97,21 @@ def iterate_schedule(
     seed: int,
     embeddings: bool = False,
     rule: UnitRule = DEFAULT_RULE,
+    start: int = 0,
 ) -> Iterator[tuple[int, nn.Module]]:
     """Yield ``(0, model)`` then, after each of ``iterations`` steps, ``(k, model)``.
 
     Each step is prune → (rewind to ``initial``) → (retrain with ``family.train``, seeded
     ``seed + k``). Mutates ``model`` in place (one model walks the whole schedule); copy what
-    you keep. Masks only ever lose entries.
+    you keep. Masks only ever lose entries. ``start > 0`` resumes a walk: ``model`` is then
+    iteration ``start - 1`` and the first step yielded is ``start`` (each step depends only on
+    the model before it and ``seed + k``, so the rest equals an uninterrupted walk).
     """
-    yield 0, model
-    for k in range(1, iterations + 1):
+    if not 0 <= start <= iterations + 1:
+        raise ValueError(f"start {start} outside 0..{iterations + 1}")
+    if start == 0:
+        yield 0, model
+    for k in range(max(start, 1), iterations + 1):
         prune_step(family, model, schedule, amount, seed + k, embeddings, rule)
         if schedule.rewind:
             rewind(model, initial)

@@ -6,17 +6,17 @@ hyper-parameters, pruning schedule, seed, library versions and the content of ev
 of prunelib, so a changed configuration or edited, added, moved or renamed code never reuses a
 stale entry. Entries are built in a hidden folder and renamed into place under a file lock:
 concurrent pytest-xdist workers build each entry once, and a reader never sees half of one.
-Checkpoints are safetensors (no pickle).
+Checkpoints are safetensors (no pickle). Every entry's manifest holds the sha256 of each of its
+files and is checked on every load: a corrupt entry is moved aside and rebuilt, and a killed
+build resumes from its last complete checkpoint (:mod:`prunelib.storage.entries`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,50 +29,25 @@ from torch import nn
 
 from prunelib.config import config_key
 from prunelib.fileio import write_atomic, write_text_atomic
+from prunelib.fingerprint import code_fingerprint
 from prunelib.measure.machine import package_versions
 from prunelib.progress import progress
 from prunelib.pruning.criteria import initial_state, named_masks, rewind
 from prunelib.pruning.schedules import iterate_schedule, prune_step
+from prunelib.storage import entries
 from prunelib.storage.checkpoint import read_tensors, save_checkpoint
 from prunelib.sweep.loaded import Loaded
 from prunelib.sweep.metrics import static_metrics
 from prunelib.sweep.spec import SweepSpec
 
 VERSIONED_PACKAGES = ("torch", "numpy", "safetensors", "transformers", "prunelib")
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: manifests hold every file's sha256
 
 
 def default_cache_root() -> Path:
     """``$PRUNELIB_CACHE_DIR/bench`` if set, else ``~/.cache/prunelib/bench``."""
     base = os.environ.get("PRUNELIB_CACHE_DIR")
     return (Path(base) if base else Path.home() / ".cache" / "prunelib") / "bench"
-
-
-def source_files(root: Path) -> list[Path]:
-    """Every ``.py`` file under ``root`` (a package folder), or ``[root]`` for a single module, sorted."""
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"cannot fingerprint {root}: no such file or folder")
-    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-
-
-def code_fingerprint(*extra: Path) -> str:
-    """A hash of the *content* of every source file of prunelib plus ``extra`` files or packages.
-
-    Every ``.py`` under the installed ``prunelib/`` counts, by its path relative to the package
-    and its bytes, so an edited, added, moved or renamed module changes the key; ``extra`` names
-    a family's own modules (:func:`prunelib.families.registry.family_sources`). A missing path is
-    an error, never a silent constant.
-    """
-    digest = hashlib.sha256()
-    roots = [Path(__file__).resolve().parents[1], *(Path(e).resolve() for e in extra)]
-    for root in roots:
-        for path in source_files(root):
-            rel = path.relative_to(root.parent if root.is_dir() else path.parent)
-            digest.update(rel.as_posix().encode() + b"\0")
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
 
 
 def _versions(loaded: Loaded) -> dict[str, str]:
@@ -127,36 +102,47 @@ def load_model(artifacts: SweepArtifacts, loaded: Loaded, iteration: int) -> nn.
     return loaded.checkpoint(artifacts.spec, artifacts.checkpoint(iteration))
 
 
-def build_once(folder: Path, key: str, root: Path, build: Callable[[Path], None]) -> Path:
-    """Build ``folder`` once: under a lock, into a hidden staging folder renamed into place."""
-    if (folder / "manifest.json").exists():
+def build_once(folder: Path, key: str, root: Path, build: Callable[[Path], None], required: Iterable[str] = ()) -> Path:
+    """Build ``folder`` once: under a lock, in the staging folder ``.building-<key>``, renamed into place.
+
+    A valid entry (every hash of its manifest matches, ``required`` files listed) is reused; a
+    corrupt one is moved aside with a :class:`~prunelib.storage.entries.CacheWarning` and rebuilt.
+    A staging folder left by a killed build is handed to ``build`` again, which resumes from
+    what it recorded as complete; leftovers of the older random-suffix staging are removed (the
+    lock is ours, so their builders are gone).
+    """
+    required = tuple(required)
+    if folder.exists() and entries.problem(folder, required) is None:
         return folder
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{key}.lock")):
-        if (folder / "manifest.json").exists():  # another process built it while we waited
+        if entries.valid_or_aside(folder, required):  # another process built it while we waited
             return folder
-        staging = Path(tempfile.mkdtemp(prefix=f".building-{key}-", dir=root))
-        try:
-            build(staging)
-            if folder.exists():  # a broken, manifest-less leftover: set it aside, never delete data
-                folder.rename(root / f".stale-{folder.name}-{os.getpid()}")
-            staging.rename(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        for old in root.glob(f"{entries.STAGING}{key}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        staging = root / f"{entries.STAGING}{key}"
+        staging.mkdir(exist_ok=True)
+        entries.write_owner(staging)
+        build(staging)  # on failure the staging folder stays: the next build resumes it
+        if folder.exists():  # a leftover that appeared without the lock: set it aside, never delete data
+            folder.rename(root / f".stale-{folder.name}-{os.getpid()}")
+        staging.rename(folder)
     return folder
 
 
-def _manifest(kind: str, key: str, spec: SweepSpec, loaded: Loaded, extra: dict | None = None) -> str:
-    body = {
+def _manifest(kind: str, key: str, spec: SweepSpec, loaded: Loaded, label: str, extra: dict | None = None) -> dict:
+    return {
         "kind": kind,
         "key": key,
-        "spec": {k: v for k, v in asdict(spec).items() if k != "data_dir"},
+        "label": label,
+        "spec": json.loads(json.dumps({k: v for k, v in asdict(spec).items() if k != "data_dir"}, default=str)),
         "data_fingerprint": loaded.data_fingerprint,
         "versions": _versions(loaded),
         **(extra or {}),
     }
-    return json.dumps(body, indent=1, sort_keys=True, default=str) + "\n"
+
+
+DENSE_FILES = ("initial.safetensors", "trained.safetensors")
 
 
 def prepare_dense(spec: SweepSpec, loaded: Loaded, root: Path | str) -> Path:
@@ -171,15 +157,42 @@ def prepare_dense(spec: SweepSpec, loaded: Loaded, root: Path | str) -> Path:
         loaded.family.train(model, loaded.data, loaded.hparams, spec.seed, "dense")
         model.eval()
         save_checkpoint(model, staging / "trained.safetensors")
-        write_text_atomic(staging / "manifest.json", _manifest("dense", key, spec, loaded))
+        label = f"{spec.dataset}-{Path(spec.model).name} dense"
+        entries.finish(staging, _manifest("dense", key, spec, loaded, label))
 
-    return build_once(root / f"dense-{key}", key, root, build)
+    return build_once(root / f"dense-{key}", key, root, build, DENSE_FILES)
+
+
+def _name(iteration: int) -> str:
+    return f"it{iteration:02d}.safetensors"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def sweep_files(iterations: int) -> tuple[str, ...]:
+    """The files a sweep entry of ``iterations`` steps must hold."""
+    return ("initial.safetensors", "metrics.csv", *map(_name, range(iterations + 1)))
+
+
+def completed_rows(staging: Path, iterations: int) -> list[dict[str, Any]]:
+    """The metrics rows of the iterations ``0..k`` a killed build recorded complete (checkpoint hash intact)."""
+    rows: list[dict[str, Any]] = []
+    for k in range(iterations + 1):
+        record = entries.done_record(staging, _name(k))
+        row = record.get("row") if record else None
+        if not isinstance(row, dict) or row.get("iteration") != k:
+            break
+        rows.append(row)
+    return rows
 
 
 def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArtifacts:
     """Train (or reuse) the dense model, walk ``spec``'s schedule, save every checkpoint and its metrics.
 
-    Timing is left to the caller (pytest-benchmark). A second call with the same spec only reads files.
+    Timing is left to the caller (pytest-benchmark). A second call with the same spec only reads
+    files (after checking their hashes). A killed build resumes after its last complete checkpoint.
     """
     root = Path(root)
     key = sweep_key(spec, loaded)
@@ -188,21 +201,24 @@ def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArt
     def build(staging: Path) -> None:
         dense = prepare_dense(spec, loaded, root)
         init = read_tensors(dense / "initial.safetensors")
-        model = loaded.checkpoint(spec, dense / "trained.safetensors")
         shutil.copyfile(dense / "initial.safetensors", staging / "initial.safetensors")
-        rows = []
+        rows = completed_rows(staging, spec.iterations)
+        start = len(rows)
+        model = loaded.checkpoint(spec, staging / _name(start - 1) if start else dense / "trained.safetensors")
         steps = iterate_schedule(
             family, model, init, loaded.data, loaded.hparams, schedule,
-            spec.amount, spec.iterations, spec.seed, spec.embeddings, spec.unit_rule,
+            spec.amount, spec.iterations, spec.seed, spec.embeddings, spec.unit_rule, start,
         )  # fmt: skip
-        for k, current in progress(steps, desc=spec.label, total=spec.iterations + 1):
-            save_checkpoint(current, staging / f"it{k:02d}.safetensors")
+        for k, current in progress(steps, desc=spec.label, total=spec.iterations + 1 - start):
+            save_checkpoint(current, staging / _name(k))
             row = static_metrics(family, current, loaded.data, schedule.structured, spec.precision, spec.embeddings)
-            rows.append({"iteration": k, **row})
+            rows.append({"iteration": k, **{name: _plain(v) for name, v in row.items()}})
+            entries.record_done(staging, _name(k), {"row": rows[-1]})
         write_text_atomic(staging / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
-        write_text_atomic(staging / "manifest.json", _manifest("sweep", key, spec, loaded, {"dense": dense.name}))
+        extra = {"dense": dense.name, "resumed_from": start}
+        entries.finish(staging, _manifest("sweep", key, spec, loaded, spec.label, extra))
 
-    folder = build_once(root / f"sweep-{key}", key, root, build)
+    folder = build_once(root / f"sweep-{key}", key, root, build, sweep_files(spec.iterations))
     return SweepArtifacts(spec, folder, pd.read_csv(folder / "metrics.csv"))
 
 

@@ -135,6 +135,25 @@ def test_iterations_0_to_n_reach_the_expected_sparsity(
     assert seen == list(range(steps + 1))
 
 
+def test_a_resumed_walk_continues_where_it_stopped(make_splits: Callable[..., Splits]) -> None:
+    """Steps 2..3 walked from a copy of iteration 1 equal steps 2..3 of one whole walk (the resume of a killed build)."""
+    import copy
+
+    splits = make_splits(n=32, features=6)
+    model, init = trained(splits)
+    whole = {k: copy.deepcopy(m.state_dict()) for k, m in walk(model, init, splits, get_schedule("imp-rewind"), 0.5, 3)}
+    model, init = trained(splits)
+    resumed_from = copy.deepcopy(dict(walk(model, init, splits, get_schedule("imp-rewind"), 0.5, 1))[1])
+    steps = iterate_schedule(
+        FAMILY, resumed_from, init, splits, TOY_TRAIN, get_schedule("imp-rewind"), 0.5, 3, 0, start=2
+    )
+    resumed = {k: copy.deepcopy(m.state_dict()) for k, m in steps}
+    assert sorted(resumed) == [2, 3]
+    assert all(torch.equal(whole[k][n], resumed[k][n]) for k in (2, 3) for n in whole[k])
+    with pytest.raises(ValueError, match="start 5 outside 0..4"):
+        next(iterate_schedule(FAMILY, model, init, splits, TOY_TRAIN, get_schedule("imp-rewind"), 0.5, 3, 0, start=5))
+
+
 def test_zero_iterations_yield_only_the_dense_model(make_splits: Callable[..., Splits]) -> None:
     splits = make_splits()
     model, init = trained(splits)

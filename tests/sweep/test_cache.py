@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import prunelib
 import prunelib.sweep.cache as cache
@@ -18,9 +18,10 @@ from prunelib.families.mlp.data import subset
 from prunelib.families.mlp.family import MlpFamily
 from prunelib.families.mlp.train import evaluate
 from prunelib.pruning.criteria import named_masks
+from prunelib.storage import entries
 from prunelib.storage.checkpoint import read_tensors
+from prunelib.storage.entries import CacheWarning
 from prunelib.sweep.cache import (
-    code_fingerprint,
     dense_key,
     load_model,
     masks_equal,
@@ -140,99 +141,6 @@ def test_the_key_follows_the_familys_own_sources(monkeypatch, loaded: Loaded, tm
     assert sweep_key(SPEC, loaded) != with_plugin
 
 
-# ---------------------------------------------------------------- code_fingerprint
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return dst
-
-
-@pytest.fixture()
-def fake_prunelib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of prunelib's sources that code_fingerprint reads as the installed package."""
-    root = copy_tree(PRUNELIB, tmp_path / "site" / "prunelib")
-    monkeypatch.setattr(cache, "__file__", str(root / "sweep" / "cache.py"))
-    return root
-
-
-def test_fingerprint_is_content_not_location(fake_prunelib: Path, monkeypatch) -> None:
-    copied = code_fingerprint()
-    monkeypatch.undo()
-    assert code_fingerprint() == copied  # same bytes at the same relative paths: same key
-    assert len(copied) == 16 and int(copied, 16) >= 0
-
-
-def test_fingerprint_changes_when_any_source_file_changes(fake_prunelib: Path) -> None:
-    files = sorted(fake_prunelib.rglob("*.py"))
-    assert len(files) > 40 and fake_prunelib / "sweep" / "cache.py" in files
-    base = code_fingerprint()
-    seen = {base}
-    for path in files:
-        original = path.read_bytes()
-        path.write_bytes(original + b"\n# edited\n")
-        edited = code_fingerprint()
-        assert edited not in seen, path.relative_to(fake_prunelib)
-        seen.add(edited)
-        path.write_bytes(original)
-    assert code_fingerprint() == base
-
-
-def test_fingerprint_changes_when_a_file_is_added_moved_or_renamed(fake_prunelib: Path) -> None:
-    base = code_fingerprint()
-    added = fake_prunelib / "pruning" / "extra.py"
-    added.write_text("")  # even an empty module
-    assert code_fingerprint() != base
-    added.unlink()
-    assert code_fingerprint() == base
-    module = fake_prunelib / "results" / "knee.py"
-    renamed = module.rename(fake_prunelib / "results" / "elbow.py")
-    assert code_fingerprint() != base
-    moved = renamed.rename(fake_prunelib / "report" / "knee.py")
-    assert code_fingerprint() != base
-    moved.rename(module)
-    assert code_fingerprint() == base
-
-
-def test_fingerprint_ignores_bytecode_and_non_python_files(fake_prunelib: Path) -> None:
-    base = code_fingerprint()
-    (fake_prunelib / "pruning" / "__pycache__").mkdir()
-    (fake_prunelib / "pruning" / "__pycache__" / "criteria.py").write_text("stale = True\n")
-    (fake_prunelib / "pruning" / "notes.txt").write_text("not code\n")
-    assert code_fingerprint() == base
-
-
-def test_fingerprint_of_extra_packages_and_modules(tmp_path: Path) -> None:
-    base = code_fingerprint()
-    package = tmp_path / "my_family"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "family.py").write_text("A = 1\n")
-    with_package = code_fingerprint(package)
-    assert with_package != base
-    assert code_fingerprint(copy_tree(package, tmp_path / "elsewhere" / "my_family")) == with_package
-    (package / "family.py").write_text("A = 2\n")
-    edited = code_fingerprint(package)
-    assert edited not in (base, with_package)
-    (package / "data.py").write_text("")
-    added = code_fingerprint(package)
-    assert added != edited
-    (package / "data.py").rename(package / "loader.py")
-    assert code_fingerprint(package) not in (added, edited)
-    module = tmp_path / "single.py"
-    module.write_text("B = 1\n")
-    single = code_fingerprint(module)
-    assert single != base
-    module.write_text("B = 2\n")
-    assert code_fingerprint(module) != single
-
-
-def test_a_missing_extra_path_is_an_error(tmp_path: Path) -> None:
-    missing = tmp_path / "gone"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
-        code_fingerprint(missing)
-    with pytest.raises(FileNotFoundError, match="gone.py"):
-        code_fingerprint(PRUNELIB / "gone.py")
-
-
 # ---------------------------------------------------------------- artifacts
 def test_checkpoints_load_with_masks_and_match_metrics(tmp_path: Path, loaded: Loaded) -> None:
     sweep = prepare_sweep(SPEC, loaded, tmp_path)
@@ -270,22 +178,102 @@ def test_a_broken_leftover_is_set_aside_not_deleted(tmp_path: Path, loaded: Load
     folder = tmp_path / f"sweep-{sweep_key(SPEC, loaded)}"
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("keep me")
-    sweep = prepare_sweep(SPEC, loaded, tmp_path)
+    with pytest.warns(CacheWarning, match=f"{folder.name}.*manifest.json is missing"):
+        sweep = prepare_sweep(SPEC, loaded, tmp_path)
     assert (sweep.folder / "manifest.json").is_file() and sweep.folder == folder
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".stale-")]
+    kept = list(tmp_path.glob(f".corrupt-{folder.name}-*"))
     assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "keep me"
 
 
-def test_a_failed_build_leaves_no_entry(tmp_path: Path, loaded: Loaded, monkeypatch) -> None:
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full")
+def test_a_failed_build_leaves_no_entry_and_the_next_try_resumes(tmp_path: Path, loaded: Loaded, monkeypatch) -> None:
+    real, calls = cache.static_metrics, []
 
-    monkeypatch.setattr(cache, "static_metrics", broken)
+    def fails_at_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "static_metrics", fails_at_two)
     with pytest.raises(RuntimeError, match="disk full"):
         prepare_sweep(SPEC, loaded, tmp_path)
-    assert not list(tmp_path.glob("sweep-*")) and not list(tmp_path.glob(".building-*"))
+    assert not list(tmp_path.glob("sweep-*"))
+    staging = tmp_path / f".building-{sweep_key(SPEC, loaded)}"
+    assert [r["iteration"] for r in cache.completed_rows(staging, SPEC.iterations)] == [0, 1]
     monkeypatch.undo()
-    assert (prepare_sweep(SPEC, loaded, tmp_path).folder / "manifest.json").is_file()  # and the next try builds
+    resumed = prepare_sweep(SPEC, loaded, tmp_path)
+    assert json.loads((resumed.folder / "manifest.json").read_text())["resumed_from"] == 2
+    assert not list(tmp_path.glob(".building-*")) and not list(resumed.folder.glob("*.done.json"))
+    whole = prepare_sweep(SPEC, loaded, tmp_path / "uninterrupted")
+    assert resumed.metrics.equals(whole.metrics)
+    assert manifest_files(resumed.folder) == manifest_files(whole.folder)  # byte-identical checkpoints
+
+
+def test_a_resumed_build_trusts_only_checkpoints_whose_hash_holds(tmp_path: Path, loaded: Loaded, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "static_metrics", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(cache, "iterate_schedule", lambda *a, **k: iter(()))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for k in range(3):
+        (staging / f"it{k:02d}.safetensors").write_bytes(b"weights %d" % k)
+        entries.record_done(staging, f"it{k:02d}.safetensors", {"row": {"iteration": k, "accuracy": 0.5}})
+    assert len(cache.completed_rows(staging, 2)) == 3
+    (staging / "it01.safetensors").write_bytes(b"weights 1 but torn")
+    assert [r["iteration"] for r in cache.completed_rows(staging, 2)] == [0]
+    (staging / "it00.safetensors.done.json").write_text("{not json")
+    assert cache.completed_rows(staging, 2) == []
+
+
+def manifest_files(folder: Path) -> dict[str, str]:
+    return json.loads((folder / "manifest.json").read_text())["files"]
+
+
+def flip_signs(path: Path) -> None:
+    """Negate every float weight, keeping a perfectly valid safetensors file (a silent corruption)."""
+    tensors = read_tensors(path)
+    flipped = {k: (-v if v.is_floating_point() and not k.endswith("_mask") else v) for k, v in tensors.items()}
+    save_file({k: v.contiguous() for k, v in flipped.items()}, str(path))
+
+
+def test_a_truncated_checkpoint_is_moved_aside_and_rebuilt(tmp_path: Path, loaded: Loaded) -> None:
+    first = prepare_sweep(SPEC, loaded, tmp_path)
+    path = first.checkpoint(1)
+    torn = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(torn)
+    with pytest.warns(CacheWarning, match=f"{first.folder.name}.*it01.safetensors does not match its sha256"):
+        again = prepare_sweep(SPEC, loaded, tmp_path)
+    assert again.folder == first.folder and entries.problem(again.folder) is None
+    assert again.metrics.equals(first.metrics)
+    (aside,) = tmp_path.glob(f".corrupt-{first.folder.name}-*")
+    assert (aside / "it01.safetensors").read_bytes() == torn  # kept for inspection, not deleted
+
+
+def test_a_tampered_checkpoint_is_caught_before_it_is_timed(tmp_path: Path, loaded: Loaded) -> None:
+    first = prepare_sweep(SPEC, loaded, tmp_path)
+    flip_signs(first.checkpoint(2))
+    tampered = load_model(first, loaded, 2)  # loads fine: only the hash tells
+    assert evaluate(tampered, loaded.data.test) < first.row(2)["accuracy"] - 0.3
+    with pytest.warns(CacheWarning, match="it02.safetensors does not match"):
+        again = prepare_sweep(SPEC, loaded, tmp_path)
+    assert evaluate(load_model(again, loaded, 2), loaded.data.test) == pytest.approx(again.row(2)["accuracy"])
+    assert again.metrics.equals(first.metrics)
+
+
+@pytest.mark.parametrize("damage", ["missing checkpoint", "missing manifest", "unlisted metrics"])
+def test_a_damaged_entry_is_rebuilt(damage: str, tmp_path: Path, loaded: Loaded) -> None:
+    first = prepare_sweep(SPEC, loaded, tmp_path)
+    manifest = first.folder / "manifest.json"
+    if damage == "missing checkpoint":
+        first.checkpoint(0).unlink()
+    elif damage == "missing manifest":
+        manifest.unlink()
+    else:
+        body = json.loads(manifest.read_text())
+        del body["files"]["metrics.csv"]
+        manifest.write_text(json.dumps(body))
+    with pytest.warns(CacheWarning, match=first.folder.name):
+        again = prepare_sweep(SPEC, loaded, tmp_path)
+    assert entries.problem(again.folder) is None and again.metrics.equals(first.metrics)
 
 
 def test_replayed_rewind_matches_the_cached_masks(tmp_path: Path, loaded: Loaded) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 import prunelib
@@ -28,13 +29,17 @@ from prunelib.families.sew.data import (
     split_fsdd,
 )
 from prunelib.families.sew.models import SewArch, build_processor, build_sew, load_pretrained
+from prunelib.fingerprint import code_fingerprint, file_sha256
 from prunelib.progress import progress
+from prunelib.storage import entries
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 CACHE_ENV = "PRUNELIB_CACHE_DIR"
 VERSION_PACKAGES = ("torch", "transformers", "numpy", "scipy", "soundfile")
+#: What a speech cache entry must hold (its manifest lists and hashes these and the rest).
+SPEECH_FILES = ("config.json", "model.safetensors")
 
 #: The small SEW trained on FSDD. SEW-tiny's layout (group-norm conv encoder, squeeze 2,
 #: post-LN transformer, upsampling CTC head) shrunk to fit a few minutes of CPU training:
@@ -100,17 +105,18 @@ def library_versions() -> dict[str, str]:
 
 
 def fsdd_fingerprint(fsdd_folder: Path) -> str:
-    """A hash of the recordings' names and sizes, so different data never shares a cache."""
+    """A hash of the recordings' names and contents (sha256 of each file), so different data never shares a cache."""
     h = hashlib.sha256()
     for rec in list_fsdd(fsdd_folder):
-        h.update(f"{rec.path.name}:{rec.path.stat().st_size};".encode())
+        h.update(f"{rec.path.name}:{file_sha256(rec.path)};".encode())
     return h.hexdigest()[:16]
 
 
 def cache_path(cfg: SpeechTrainConfig, fsdd_folder: Path, cache_dir: Path | str | None = None) -> Path:
-    """``<cache>/speech/sew-fsdd-<hash>``: the hash covers ``cfg``, library versions and the data."""
+    """``<cache>/speech/sew-fsdd-<hash>``: the hash covers ``cfg``, library versions, prunelib's code and the data."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    key = config_key(cfg, {"fsdd": fsdd_fingerprint(fsdd_folder)}, versions=library_versions())
+    versions = {**library_versions(), "code": code_fingerprint()}
+    key = config_key(cfg, {"fsdd": fsdd_fingerprint(fsdd_folder)}, versions=versions)
     return root / "speech" / f"sew-fsdd-{key}"
 
 
@@ -236,7 +242,8 @@ def trained_fsdd_model(
     """The FSDD model for ``cfg``: loaded from the cache if trained before, else trained and saved.
 
     The cache entry is written to a temporary directory and renamed into place, so a crash
-    never leaves a half-saved model that a later run would trust.
+    never leaves a half-saved model that a later run would trust; its manifest holds every
+    file's sha256, checked here: a corrupt entry is moved aside (with a warning) and retrained.
 
     Raises:
         FileNotFoundError: no data root (pass ``data_root`` or set ``$PRUNELIB_DATA_DIR``) or no
@@ -247,23 +254,36 @@ def trained_fsdd_model(
         raise FileNotFoundError("sew-fsdd needs FSDD: pass data_root or set PRUNELIB_DATA_DIR (a folder holding fsdd/)")
     fsdd = dataset_folder(root, "fsdd")
     target = cache_path(cfg, fsdd, cache_dir)
-    if not (target / "config.json").is_file():
-        model, processor, _ = train_fsdd_model(cfg, fsdd)
-        save_pretrained_atomic(model, processor, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{entry_key(target)}.lock")):  # one process trains, the others wait
+        if not entries.valid_or_aside(target, SPEECH_FILES):
+            model, processor, _ = train_fsdd_model(cfg, fsdd)
+            save_pretrained_atomic(model, processor, target)
     return load_pretrained(target)
 
 
+def entry_key(target: Path) -> str:
+    """The hash part of ``sew-fsdd-<hash>``: names its lock and staging folder as the sweep cache does."""
+    return target.name.rsplit("-", 1)[-1]
+
+
 def save_pretrained_atomic(model: nn.Module, processor: Any, target: Path) -> Path:
-    """``save_pretrained`` model and processor into ``target`` via a sibling temp dir + rename."""
+    """``save_pretrained`` model and processor into ``target`` via a sibling staging folder + rename.
+
+    The staging folder ``.building-<hash>-<random>`` records its owner, so a save killed half-way
+    shows as orphaned in ``python -m prunelib cache list`` and ``cache clean`` removes it.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f"{entries.STAGING}{entry_key(target)}-"))
     try:
+        entries.write_owner(tmp)
         cast("PreTrainedModel", model).save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        entries.finish(tmp, {"kind": "speech", "label": target.name.rsplit("-", 1)[0]})
         try:
             os.replace(tmp, target)
         except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent writer finishing first
+            if entries.problem(target, SPEECH_FILES) is not None:  # not a concurrent writer finishing first
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:

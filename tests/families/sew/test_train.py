@@ -14,6 +14,7 @@ from prunelib.families.sew.data import DIGIT_WORDS, FsddConfig
 from prunelib.families.sew.models import build_processor, build_sew
 from prunelib.families.sew.train import (
     SEW_FSDD,
+    SPEECH_FILES,
     SpeechTrainConfig,
     cache_path,
     default_cache_dir,
@@ -24,6 +25,8 @@ from prunelib.families.sew.train import (
     train_ctc,
     trained_fsdd_model,
 )
+from prunelib.storage import entries
+from prunelib.storage.entries import CacheWarning
 
 from .tiny import TINY as TINY_BASE
 from .tiny import TINY_DATA, tone_clips, write_fake_fsdd
@@ -133,7 +136,8 @@ def test_trained_model_is_cached_and_reused(monkeypatch: pytest.MonkeyPatch, tmp
     model, proc = trained_fsdd_model(cfg, data_root=root, cache_dir=tmp_path / "cache")
     saved = cache_path(cfg, root / "fsdd", tmp_path / "cache")
     assert (saved / "config.json").is_file() and (saved / "vocab.json").is_file()
-    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    assert not [p for p in saved.parent.iterdir() if p.name.startswith(".") and p.suffix != ".lock"]  # no temp dirs
+    assert entries.problem(saved, SPEECH_FILES) is None  # every file hashed in its manifest
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("the cache was ignored")
@@ -144,6 +148,36 @@ def test_trained_model_is_cached_and_reused(monkeypatch: pytest.MonkeyPatch, tmp
         assert torch.equal(x, y), name
     with pytest.raises(AssertionError, match="cache was ignored"):  # a changed config retrains
         trained_fsdd_model(dataclasses.replace(cfg, seed=5), data_root=root, cache_dir=tmp_path / "cache")
+
+
+def test_a_corrupt_speech_entry_is_moved_aside_and_retrained(monkeypatch, tmp_path: Path) -> None:
+    root = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7)
+    cfg = dataclasses.replace(TINY_CFG, steps=2)
+    trained, real = [], speech_train.train_fsdd_model
+    monkeypatch.setattr(speech_train, "train_fsdd_model", lambda *a: trained.append(1) or real(*a))
+    trained_fsdd_model(cfg, data_root=root, cache_dir=tmp_path / "cache")
+    saved = cache_path(cfg, root / "fsdd", tmp_path / "cache")
+    weights = saved / "model.safetensors"
+    torn = weights.read_bytes()[:-100]
+    weights.write_bytes(torn)  # truncated: would not even load
+    with pytest.warns(CacheWarning, match=r"model\.safetensors does not match"):
+        trained_fsdd_model(cfg, data_root=root, cache_dir=tmp_path / "cache")
+    assert len(trained) == 2 and entries.problem(saved, SPEECH_FILES) is None
+    (aside,) = saved.parent.glob(f".corrupt-{saved.name}-*")
+    assert (aside / "model.safetensors").read_bytes() == torn
+
+
+def test_the_key_follows_the_recordings_contents_and_the_code(monkeypatch, tmp_path: Path) -> None:
+    fsdd = write_fake_fsdd(tmp_path / "data", speakers=("ann",), takes=7) / "fsdd"
+    base = cache_path(TINY_CFG, fsdd)
+    wav = sorted(fsdd.rglob("*.wav"))[0]
+    data = bytearray(wav.read_bytes())
+    data[-1] ^= 0xFF  # same name, same size, other content
+    wav.write_bytes(bytes(data))
+    edited = cache_path(TINY_CFG, fsdd)
+    assert edited != base
+    monkeypatch.setattr(speech_train, "code_fingerprint", lambda: "0" * 16)
+    assert cache_path(TINY_CFG, fsdd) != edited
 
 
 def test_trained_model_needs_fsdd(tmp_path: Path) -> None:
