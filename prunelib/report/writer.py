@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunelib.fileio import write_text_atomic
+from prunelib.fileio import dir_mode, write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
 from prunelib.report import layers, plots
 from prunelib.report.rows import (
@@ -281,9 +281,7 @@ def write_run_report(
     stem = f"{now:%Y%m%dT%H%M%SZ}-{_slug(run_name) if run_name else secrets.token_hex(3)}"
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a report folder is for others to read
+        os.chmod(staging, dir_mode())  # mkdtemp makes 0700; a report folder is for others to read
         w = _Writer(staging)
         commit: dict[str, Any] = bench["commit_info"] if isinstance(bench.get("commit_info"), dict) else {}
         w.lines += [
