@@ -2,11 +2,13 @@
 
 ``pytest bench/ --benchmark-json=out.json`` prunes, times and, at the end of the session,
 writes a new report folder under ``--prune-reports`` (default ``reports/``; ``latest`` points at it).
+Output paths are checked before any work (bench/conftest.py); a path that still fails at the end
+sends its files to a printed rescue folder (:mod:`prunelib.plugin.outputs`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -20,32 +22,55 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     from prunelib.measure.machine import update_machine_info
+    from prunelib.plugin.outputs import drop_hostname
 
     update_machine_info(machine_info)
+    drop_hostname(config, machine_info)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the run's report when bench tests recorded results (never on an xdist worker)."""
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    from prunelib.plugin.outputs import keep_json
+
+    keep_json(config, output_json)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Write the run's report when bench tests recorded results (never on an xdist worker).
+
+    Wraps pytest-benchmark's own hook, so a ``--benchmark-json`` that fails to write is rescued.
+    """
+    json_error = None
+    try:
+        yield
+    except OSError as exc:  # pytest-benchmark's save_json: the folder went away or the disk filled
+        json_error = exc
     config = session.config
     if hasattr(config, "workerinput"):
         return
+    from prunelib.plugin.outputs import OUTCOME, finish_session
     from prunelib.plugin.records import RECORDS, session_bench
 
     records = config.stash.get(RECORDS, None)
-    if records is None or not (records.entries or records.extras):
+    wanted = records is not None and bool(records.entries or records.extras)
+    if not wanted and json_error is None:
         return
-    from prunelib.plugin.options import prune_option
-    from prunelib.report.writer import write_run_report
-
-    root = Path(prune_option(config, "--prune-reports") or Path(config.rootpath) / "reports")
-    folder = write_run_report(session_bench(session, records), root, extra=records.extras or None)
-    config.stash[REPORT_FOLDER] = folder
-
-
-REPORT_FOLDER = pytest.StashKey[Path]()
+    bench = session_bench(session, records) if records is not None and wanted else None
+    outcome = finish_session(config, bench, (records.extras or None) if records else None, json_error)
+    config.stash[OUTCOME] = outcome
+    if outcome.problems and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    folder = config.stash.get(REPORT_FOLDER, None)
-    if folder is not None:
-        terminalreporter.write_sep("-", f"prunelib report: {folder}")
+    from prunelib.plugin.outputs import OUTCOME
+
+    outcome = config.stash.get(OUTCOME, None)
+    if outcome is None:
+        return
+    if outcome.report is not None:
+        terminalreporter.write_sep("-", f"prunelib report: {outcome.report}")
+    for line in outcome.problems:
+        terminalreporter.write_line(f"prunelib: error: {line}", red=True)
+    if outcome.rescue is not None:
+        terminalreporter.write_sep("!", f"prunelib rescued this run's results into {outcome.rescue}", red=True)

@@ -125,8 +125,10 @@ def suite_of(config: pytest.Config) -> Suite:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Parse the options once, before collection: a bad value is one usage error, not one per test module."""
-    suite_of(config)
+    """Parse the options and probe every output path once, before collection: one usage error, before any work."""
+    from prunelib.plugin.outputs import check_outputs
+
+    check_outputs(config, suite_of(config).cache_root)
 
 
 def _param(value: Any, id: str, reason: str = "") -> Any:
