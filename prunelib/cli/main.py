@@ -1,4 +1,4 @@
-"""``python -m prunelib``: sweep, sensitivity, families, compare. One entry point; sub-commands map to stages.
+"""``python -m prunelib``: sweep, sensitivity, families, compare, report. One entry point; sub-commands map to stages.
 
 Every bad input ends in one line ``prunelib: error: ...`` and exit status 2, never a traceback.
 """
@@ -10,6 +10,7 @@ import sys
 
 from prunelib.cli.args import CliError, Parser
 from prunelib.cli.families import add_families_parser
+from prunelib.cli.report import add_report_parser
 from prunelib.cli.sweep import add_sensitivity_parser, add_sweep_parser
 from prunelib.families.contract import Unsupported
 from prunelib.families.datadir import DataError
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "compare", help="compare pytest-benchmark runs (metric, latency, size); see 'compare --help'", add_help=False
     )
+    add_report_parser(sub)
     return parser
 
 

@@ -22,6 +22,8 @@ import pytest
 
 from prunelib.fileio import OutputPathError, check_output_dir, check_output_file, rescue_folder, write_text_atomic
 from prunelib.plugin.options import prune_option
+from prunelib.plugin.records import RECORDS, records_to_json
+from prunelib.report.writer import RECORDS_KEY
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,14 @@ def check_outputs(config: pytest.Config, cache_root: Path) -> None:
 
 
 def keep_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
-    """Body of ``pytest_benchmark_update_json``: remember the JSON pytest-benchmark is about to write."""
+    """Body of ``pytest_benchmark_update_json``: add the suite's own records, remember the JSON for a rescue.
+
+    The records (entries pytest-benchmark dropped, extra tables) go under ``output_json["prunelib"]``
+    so that ``python -m prunelib report out.json`` rebuilds the same report as this session's.
+    """
+    records = config.stash.get(RECORDS, None)
+    if records is not None and (records.entries or records.extras):
+        output_json[RECORDS_KEY] = records_to_json(output_json, records)
     config.stash[OUTPUT_JSON] = output_json
 
 

@@ -248,6 +248,30 @@ def update_latest(reports_root: Path | str, folder_name: str) -> Path:
         return write_text_atomic(root / "LATEST", folder_name + "\n")
 
 
+#: Top-level key of a ``--benchmark-json`` holding the bench's own records (additive: other readers ignore it).
+RECORDS_KEY = "prunelib"
+
+
+def saved_run(bench: dict[str, Any]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """A saved ``--benchmark-json`` as the report hook saw it: entries merged back in, and the extra tables.
+
+    The bench suite stores what pytest-benchmark does not keep (entries of untimed tests, extra
+    tables such as sensitivity) under :data:`RECORDS_KEY`; older files have none and give no extras.
+    """
+    saved = bench.get(RECORDS_KEY)
+    if not isinstance(saved, dict):
+        return bench, {}
+    timed = bench.get("benchmarks") or []
+    have = {e.get("fullname") for e in timed if isinstance(e, dict)}
+    more = [e for e in saved.get("entries") or [] if isinstance(e, dict) and e.get("fullname") not in have]
+    extras = {
+        str(name): pd.DataFrame(table.get("data") or [], columns=table.get("columns"))
+        for name, table in (saved.get("extras") or {}).items()
+        if isinstance(table, dict)
+    }
+    return {k: v for k, v in bench.items() if k != RECORDS_KEY} | {"benchmarks": [*timed, *more]}, extras
+
+
 def write_run_report(
     bench: dict[str, Any],
     reports_root: Path | str,

@@ -87,7 +87,9 @@ RECORDING_TESTS = """
 import shutil
 from pathlib import Path
 
-from prunelib.plugin.records import record_entry
+import pandas as pd
+
+from prunelib.plugin.records import record_entry, record_extra
 
 INFO = {"family": "mlp", "dataset": "mnist5k", "model": "lenet300", "method": "no-retrain", "iteration": 0,
         "amount": 0.5, "metric": "accuracy", "higher_is_better": True, "accuracy": 0.9, "sparsity": 0.0,
@@ -98,6 +100,12 @@ def test_timed(benchmark, request):
     benchmark.extra_info.update(INFO)
     benchmark(lambda: None)
     record_entry(request.config, request.node, None, INFO)
+
+
+def test_timed_untimed_entry(request):
+    record_entry(request.config, request.node, None, {**INFO, "iteration": 1, "sparsity": 0.5, "accuracy": 0.85})
+    sens = pd.DataFrame({"group": ["fc1", "fc1", "fc2"], "sparsity": [0.0, 0.5, 0.5], "accuracy": [0.9, 0.8, 0.7]})
+    record_extra(request.config, "sensitivity-mnist5k-lenet300", sens)
 
 
 def test_the_folders_go_away_mid_run():
