@@ -41,6 +41,22 @@ from prunelib.results.sensitivity import sensitivity_summary
 from prunelib.results.tables import to_markdown, wide_table
 
 SENSITIVITY = "sensitivity"
+#: pytest-benchmark group of the speed-up pair's timings (bench/test_speedups.py, e.g. ``mnist5k-mlp1m-speedups-b1``):
+#: they feed the ``speedups`` table and results.csv, not a model section of their own.
+SPEEDUP_GROUP_SUFFIX = "-speedups-b1"
+
+
+def model_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that get a (dataset, model) section: the requested sweeps, not the speed-up pair's timings.
+
+    The speed-up benchmarks time a fixed (dataset, model) of each family (the MLP's ``mlp1m``) in
+    every run; a section for it would appear in every report unasked. A sweep of that model asked
+    for with ``--prune-datasets`` is in another group and still gets its section.
+    """
+    keyed = rows.dropna(subset=["dataset", "model"])
+    if "group" not in keyed:
+        return keyed
+    return keyed[~keyed["group"].astype(str).str.endswith(SPEEDUP_GROUP_SUFFIX)]
 
 
 def _slug(*parts: Any) -> str:
@@ -322,7 +338,7 @@ def write_run_report(
             w.lines += ["## Missing data", "", *[f"- {n}" for n in notes], ""]
         w.csv("results.csv", rows)
         w.text("benchmark.json", json.dumps(bench, indent=1, default=str, sort_keys=False))
-        keyed = rows.dropna(subset=["dataset", "model"])
+        keyed = model_rows(rows)
         for (dataset, model), part in keyed.groupby(
             [keyed["dataset"].astype(str), keyed["model"].astype(str)], sort=True
         ):
