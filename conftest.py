@@ -40,21 +40,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 
     Wraps pytest-benchmark's own hook, so a ``--benchmark-json`` that fails to write is rescued.
     """
+    from prunelib.plugin.outputs import OUTCOME, finish_session, redirect_json
+    from prunelib.plugin.records import RECORDS, session_bench
+
+    config = session.config
+    worker = hasattr(config, "workerinput")
+    if not worker:
+        redirect_json(config)  # --benchmark-json's folder went away mid-run: pytest-benchmark writes to the rescue
     json_error = None
     try:
         yield
-    except OSError as exc:  # pytest-benchmark's save_json: the folder went away or the disk filled
+    except OSError as exc:  # pytest-benchmark's save_json still failed, e.g. the disk filled
+        if worker or not config.getoption("benchmark_json", None):
+            raise
         json_error = exc
-    config = session.config
-    if hasattr(config, "workerinput"):
+    if worker:
         return
-    from prunelib.plugin.outputs import OUTCOME, finish_session
-    from prunelib.plugin.records import RECORDS, session_bench
-
     records = config.stash.get(RECORDS, None)
     wanted = records is not None and bool(records.entries or records.extras)
-    if not wanted and json_error is None:
-        return
     bench = session_bench(session, records) if records is not None and wanted else None
     outcome = finish_session(config, bench, (records.extras or None) if records else None, json_error)
     config.stash[OUTCOME] = outcome

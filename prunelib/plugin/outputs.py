@@ -85,16 +85,31 @@ def drop_hostname(config: pytest.Config, machine_info: dict[str, Any]) -> None:
         machine_info.pop("node", None)
 
 
-class _Rescue:
-    """One rescue folder per session, made on first need."""
+RESCUE = pytest.StashKey[Path]()
+PROBLEMS = pytest.StashKey[list[str]]()
 
-    def __init__(self) -> None:
-        self.folder: Path | None = None
 
-    def __call__(self) -> Path:
-        if self.folder is None:
-            self.folder = rescue_folder()
-        return self.folder
+def rescue_of(config: pytest.Config) -> Path:
+    """The session's rescue folder, made on first need (one per session)."""
+    if RESCUE not in config.stash:
+        config.stash[RESCUE] = rescue_folder()
+    return config.stash[RESCUE]
+
+
+def redirect_json(config: pytest.Config) -> None:
+    """Just before pytest-benchmark writes ``--benchmark-json``: if its folder no longer takes a file
+    (removed or replaced mid-run), point pytest-benchmark at the rescue folder instead, so it writes
+    the JSON there and the session ends normally."""
+    session = getattr(config, "_benchmarksession", None)
+    path = getattr(session, "json", None)
+    if not path:
+        return
+    try:
+        check_output_file(path, "--benchmark-json")
+    except OutputPathError as exc:
+        target = rescue_of(config) / Path(str(path)).name
+        session.json = target  # type: ignore[union-attr]
+        config.stash.setdefault(PROBLEMS, []).append(f"{exc}; pytest-benchmark wrote it as {target} instead")
 
 
 def finish_session(
@@ -105,19 +120,19 @@ def finish_session(
 ) -> Outcome:
     """Write the report (when ``bench`` is given) and rescue whatever could not be written where asked.
 
-    ``json_error``: why pytest-benchmark failed to write ``--benchmark-json`` (its JSON is then
-    saved from :data:`OUTPUT_JSON` into the rescue folder under the same file name).
+    ``json_error``: why pytest-benchmark still failed to write ``--benchmark-json`` (e.g. the disk
+    filled); its JSON is then saved from :data:`OUTPUT_JSON` into the rescue folder under the same name.
     """
     from prunelib.report.writer import write_run_report
 
-    rescue = _Rescue()
-    problems = []
+    earlier: list[str] | None = config.stash.get(PROBLEMS, None)
+    problems = list(earlier or [])
     if json_error is not None:
         name = Path(str(config.getoption("benchmark_json") or "benchmark.json")).name
         where = f"--benchmark-json {config.getoption('benchmark_json')}"
         output_json = config.stash.get(OUTPUT_JSON, None)
         if output_json is not None:
-            saved = write_text_atomic(rescue() / name, json.dumps(output_json, indent=4, default=str))
+            saved = write_text_atomic(rescue_of(config) / name, json.dumps(output_json, indent=4, default=str))
             problems.append(f"could not write {where} ({json_error}); saved it as {saved}")
         else:
             problems.append(f"could not write {where} ({json_error}); pytest-benchmark had produced no JSON")
@@ -127,8 +142,8 @@ def finish_session(
         try:
             report = write_run_report(bench, root, extra=extras)
         except OSError as exc:
-            report = write_run_report(bench, rescue(), extra=extras)
+            report = write_run_report(bench, rescue_of(config), extra=extras)
             problems.append(f"could not write the report under --prune-reports {root} ({exc}); saved it in {report}")
     for line in problems:
         print(f"prunelib: error: {line}", file=sys.stderr)
-    return Outcome(report, rescue.folder, tuple(problems))
+    return Outcome(report, config.stash.get(RESCUE, None), tuple(problems))

@@ -142,7 +142,7 @@ def test_json_and_report_lost_mid_run_are_rescued(pytester: pytest.Pytester, mon
     assert (report / "README.md").is_file() and (report / "results.csv").is_file()
     assert "mnist5k / lenet300" in (report / "README.md").read_text()
     err = result.stderr.str()
-    assert "could not write --benchmark-json json-folder/out.json" in err and str(rescue / "out.json") in err
+    assert "--benchmark-json: cannot write json-folder/out.json" in err and str(rescue / "out.json") in err
     assert "could not write the report under --prune-reports reports" in err and str(report.parent) in err
     assert (pytester.path / "reports").read_text() == "replaced by a file mid-run"  # nothing clobbered
 
@@ -170,6 +170,23 @@ def test_report_writer_failing_once_is_rescued(pytester: pytest.Pytester, monkey
     assert (rescue / "latest" / "results.csv").is_file()
     assert "No space left on device" in result.stderr.str()
     assert list((pytester.path / "reports").iterdir()) == []
+
+
+def test_json_write_failing_at_the_end_is_rescued(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder is fine but the write itself fails (disk full): the JSON pytest-benchmark made is saved."""
+    from pytest_benchmark.session import BenchmarkSession
+
+    def disk_full(self, output_json):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(BenchmarkSession, "save_json", disk_full)
+    result = rescue_run(pytester, monkeypatch, "--benchmark-json=json-folder/out.json", "-k", "timed")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    (rescue,) = (pytester.path / "tmp").glob("prunelib-rescue-*")
+    saved = json.loads((rescue / "out.json").read_text())
+    assert [b["extra_info"]["accuracy"] for b in saved["benchmarks"]] == [0.9]
+    assert (pytester.path / "reports" / "latest" / "README.md").is_file()  # the report still went where asked
+    assert "No space left on device" in result.stderr.str() and str(rescue / "out.json") in result.stderr.str()
 
 
 def test_a_clean_run_rescues_nothing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
