@@ -34,11 +34,13 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
     keep_json(config, output_json)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
     """Write the run's report when bench tests recorded results (never on an xdist worker).
 
-    Wraps pytest-benchmark's own hook, so a ``--benchmark-json`` that fails to write is rescued.
+    Wraps pytest-benchmark's own hook (registered before this conftest, so inside this wrapper), so a
+    ``--benchmark-json`` that fails to write is rescued; the terminal reporter, registered later, wraps
+    this one, so its summary (``pytest_terminal_summary``) comes after the report is written.
     """
     from prunelib.plugin.outputs import OUTCOME, finish_session, redirect_json
     from prunelib.plugin.records import RECORDS, session_bench

@@ -145,6 +145,9 @@ def test_json_and_report_lost_mid_run_are_rescued(pytester: pytest.Pytester, mon
     assert "--benchmark-json: cannot write json-folder/out.json" in err and str(rescue / "out.json") in err
     assert "could not write the report under --prune-reports reports" in err and str(report.parent) in err
     assert (pytester.path / "reports").read_text() == "replaced by a file mid-run"  # nothing clobbered
+    result.stdout.fnmatch_lines(
+        [f"*prunelib report: {report}*", f"*prunelib rescued this run's results into {rescue}*"]
+    )
 
 
 def test_report_writer_failing_once_is_rescued(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,6 +198,8 @@ def test_a_clean_run_rescues_nothing(pytester: pytest.Pytester, monkeypatch: pyt
     assert (pytester.path / "json-folder" / "out.json").is_file()
     assert (pytester.path / "reports" / "latest" / "README.md").is_file()
     assert list((pytester.path / "tmp").iterdir()) == []
+    report = (pytester.path / "reports" / "latest").resolve()
+    result.stdout.fnmatch_lines([f"*prunelib report: {report.relative_to(pytester.path)}*"])
 
 
 # ---------------------------------------------------------------- no host name unless asked
