@@ -144,11 +144,13 @@ _unreadable_counts: dict[str, int] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Parse the options once, before collection: a bad value is one usage error, not one per test module.
+    """Parse the options and probe every output path once, before collection: one usage error, before any work.
 
     Skip reasons are always listed in the summary (as with ``-rs``): a skip must say what did not run.
     """
-    suite_of(config)
+    from prunelib.plugin.outputs import check_outputs
+
+    check_outputs(config, suite_of(config).cache_root)
     if "s" not in config.option.reportchars and "a" not in config.option.reportchars:
         config.option.reportchars += "s"
 

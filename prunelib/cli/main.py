@@ -1,4 +1,4 @@
-"""``python -m prunelib``: sweep, sensitivity, families, compare. One entry point; sub-commands map to stages.
+"""``python -m prunelib``: sweep, sensitivity, families, cache, compare, report. One entry point; sub-commands map to stages.
 
 Exit status, the same for every sub-command:
 
@@ -21,6 +21,7 @@ import traceback
 from prunelib.cli.args import CliError, Parser
 from prunelib.cli.cache import add_cache_parser
 from prunelib.cli.families import add_families_parser
+from prunelib.cli.report import add_report_parser
 from prunelib.cli.sweep import add_sensitivity_parser, add_sweep_parser
 from prunelib.families.contract import Unsupported
 from prunelib.families.datadir import DataError
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "compare", help="compare pytest-benchmark runs (metric, latency, size); see 'compare --help'", add_help=False
     )
+    add_report_parser(sub)
     return parser
 
 

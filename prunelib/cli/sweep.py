@@ -24,7 +24,7 @@ from prunelib.cli.args import (
 from prunelib.deploy.precision import PRECISIONS
 from prunelib.deploy.runtimes import RUNTIMES
 from prunelib.families.contract import Family
-from prunelib.fileio import write_text_atomic
+from prunelib.fileio import check_output_dir, write_text_atomic
 from prunelib.pruning.schedules import SCHEDULES
 from prunelib.pruning.structured import UNIT_CRITERIA, UNIT_SCOPES
 from prunelib.results.tables import to_markdown, wide_table
@@ -174,6 +174,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         taken = folder / ("results.csv" if folder.name != "plots" else "metric-vs-sparsity.png")
         if taken.exists():
             raise CliError(f"{taken} exists: choose a new --out (earlier runs are never overwritten)")
+    check_output_dir(out, "--out")  # an unwritable --out fails now, not after the sweep
     hparams_of(family, args)  # a bad --hparam fails before any data is read
     frames = {m: _sweep_one(family, args, m, timing, folders[m]) for m in methods}
     title = f"{args.dataset} / {args.model}"
@@ -270,6 +271,7 @@ def run_sensitivity_command(args: argparse.Namespace) -> int:
     out: Path = args.out
     if (out / "sensitivity.csv").exists():
         raise CliError(f"{out / 'sensitivity.csv'} exists: choose a new --out (earlier runs are never overwritten)")
+    check_output_dir(out, "--out")
     spec = SweepSpec(
         args.family, args.dataset, args.model, "no-retrain", family.amount, 0, seed=args.seed, data_dir=args.data_dir
     )

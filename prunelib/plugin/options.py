@@ -113,6 +113,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="unstructured pruning also prunes embedding tables (off: embeddings stay dense, as in the lab)",
     )
     group.addoption(
+        "--prune-keep-hostname",
+        action="store_true",
+        default=False,
+        help="keep the host name (pytest-benchmark's machine_info.node) in the JSON and the report (off: dropped)",
+    )
+    group.addoption(
         "--prune-quick",
         action="store_true",
         default=False,

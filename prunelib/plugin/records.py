@@ -7,6 +7,7 @@ still has accuracy, sparsity and sizes, and extra tables (e.g. sensitivity) trav
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,20 @@ def merge_entries(bench: dict[str, Any], records: Records) -> dict[str, Any]:
     have = {e.get("fullname") for e in timed if isinstance(e, dict)}
     missing = [e for e in records.entries if e["fullname"] not in have]
     return {**bench, "benchmarks": [*timed, *missing]}
+
+
+def records_to_json(bench: dict[str, Any], records: Records) -> dict[str, Any]:
+    """The entries ``bench`` lacks and the extra tables, as plain JSON, so a saved JSON rebuilds the whole report.
+
+    Stored under :data:`prunelib.report.writer.RECORDS_KEY`; :func:`~prunelib.report.writer.saved_run` reads it back.
+    """
+    timed = {e.get("fullname") for e in bench.get("benchmarks") or [] if isinstance(e, dict)}
+    return {
+        "entries": [e for e in records.entries if e["fullname"] not in timed],
+        "extras": {
+            name: json.loads(frame.to_json(orient="split", index=False)) for name, frame in records.extras.items()
+        },
+    }
 
 
 def session_bench(session: pytest.Session, records: Records) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from prunelib.fileio import write_text_atomic
+from prunelib.fileio import dir_mode, write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
 from prunelib.report import layers, plots
 from prunelib.report.rows import (
@@ -41,6 +41,22 @@ from prunelib.results.sensitivity import sensitivity_summary
 from prunelib.results.tables import to_markdown, wide_table
 
 SENSITIVITY = "sensitivity"
+#: pytest-benchmark group of the speed-up pair's timings (bench/test_speedups.py, e.g. ``mnist5k-mlp1m-speedups-b1``):
+#: they feed the ``speedups`` table and results.csv, not a model section of their own.
+SPEEDUP_GROUP_SUFFIX = "-speedups-b1"
+
+
+def model_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows that get a (dataset, model) section: the requested sweeps, not the speed-up pair's timings.
+
+    The speed-up benchmarks time a fixed (dataset, model) of each family (the MLP's ``mlp1m``) in
+    every run; a section for it would appear in every report unasked. A sweep of that model asked
+    for with ``--prune-datasets`` is in another group and still gets its section.
+    """
+    keyed = rows.dropna(subset=["dataset", "model"])
+    if "group" not in keyed:
+        return keyed
+    return keyed[~keyed["group"].astype(str).str.endswith(SPEEDUP_GROUP_SUFFIX)]
 
 
 def _slug(*parts: Any) -> str:
@@ -248,6 +264,30 @@ def update_latest(reports_root: Path | str, folder_name: str) -> Path:
         return write_text_atomic(root / "LATEST", folder_name + "\n")
 
 
+#: Top-level key of a ``--benchmark-json`` holding the bench's own records (additive: other readers ignore it).
+RECORDS_KEY = "prunelib"
+
+
+def saved_run(bench: dict[str, Any]) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """A saved ``--benchmark-json`` as the report hook saw it: entries merged back in, and the extra tables.
+
+    The bench suite stores what pytest-benchmark does not keep (entries of untimed tests, extra
+    tables such as sensitivity) under :data:`RECORDS_KEY`; older files have none and give no extras.
+    """
+    saved = bench.get(RECORDS_KEY)
+    if not isinstance(saved, dict):
+        return bench, {}
+    timed = bench.get("benchmarks") or []
+    have = {e.get("fullname") for e in timed if isinstance(e, dict)}
+    more = [e for e in saved.get("entries") or [] if isinstance(e, dict) and e.get("fullname") not in have]
+    extras = {
+        str(name): pd.DataFrame(table.get("data") or [], columns=table.get("columns"))
+        for name, table in (saved.get("extras") or {}).items()
+        if isinstance(table, dict)
+    }
+    return {k: v for k, v in bench.items() if k != RECORDS_KEY} | {"benchmarks": [*timed, *more]}, extras
+
+
 def write_run_report(
     bench: dict[str, Any],
     reports_root: Path | str,
@@ -281,9 +321,7 @@ def write_run_report(
     stem = f"{now:%Y%m%dT%H%M%SZ}-{_slug(run_name) if run_name else secrets.token_hex(3)}"
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a report folder is for others to read
+        os.chmod(staging, dir_mode())  # mkdtemp makes 0700; a report folder is for others to read
         w = _Writer(staging)
         commit: dict[str, Any] = bench["commit_info"] if isinstance(bench.get("commit_info"), dict) else {}
         w.lines += [
@@ -300,7 +338,7 @@ def write_run_report(
             w.lines += ["## Missing data", "", *[f"- {n}" for n in notes], ""]
         w.csv("results.csv", rows)
         w.text("benchmark.json", json.dumps(bench, indent=1, default=str, sort_keys=False))
-        keyed = rows.dropna(subset=["dataset", "model"])
+        keyed = model_rows(rows)
         for (dataset, model), part in keyed.groupby(
             [keyed["dataset"].astype(str), keyed["model"].astype(str)], sort=True
         ):

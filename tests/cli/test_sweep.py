@@ -433,3 +433,22 @@ def test_an_unknown_method_in_a_list_is_named_before_any_work(
     code, _, err = cli(["sweep", *QUICK, "--method", "imp-rewind,obd", "--out", str(tmp_path / "run")], capsys)
     assert_one_line_error(code, err, "obd")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["sweep", "sensitivity"])
+@pytest.mark.parametrize("below", [False, True], ids=["file-in-place", "below-a-file"])
+def test_an_unwritable_out_fails_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: str, below: bool
+) -> None:
+    """Under root chmod does not stop writes, so a file stands where the folder goes."""
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data loaded before --out was checked")
+
+    monkeypatch.setattr("prunelib.cli.sweep.load", no_work)
+    blocker = tmp_path / "run"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" if below else blocker
+    code, stdout, err = cli([command, "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "--out", str(out), "is not a folder")
+    assert stdout == "" and blocker.read_text() == "not a folder"

@@ -12,7 +12,7 @@ from prunelib.plugin.options import OPTIONS, add_options, prune_option
 
 pytest_plugins = ["pytester"]
 
-FLAGS = ("--prune-quick", "--prune-embeddings")
+FLAGS = ("--prune-quick", "--prune-embeddings", "--prune-keep-hostname")
 
 
 # ---------------------------------------------------------------- fakes

@@ -72,3 +72,25 @@ def test_extra_tables_append_per_name() -> None:
     record_extra(config, "precision", pd.DataFrame([{"b": 3}]))
     extras = records_of(config).extras
     assert extras["speedups"]["a"].tolist() == [1, 2] and list(extras) == ["speedups", "precision"]
+
+
+def test_records_travel_in_the_json_and_come_back() -> None:
+    """What pytest-benchmark does not keep is stored beside its entries and merged back by the report command."""
+    import json
+
+    from prunelib.plugin.records import records_to_json
+    from prunelib.report.writer import RECORDS_KEY, saved_run
+
+    timed = {"fullname": "t::a", "extra_info": {"iteration": 0}, "stats": {"mean": 1.0}}
+    untimed = {"name": "b", "fullname": "t::b", "group": None, "extra_info": {"iteration": 1}, "stats": None}
+    sens = pd.DataFrame({"group": ["fc1", "fc2"], "sparsity": [0.5, 0.9], "accuracy": [0.9, None]})
+    records = Records([dict(timed, stats=None), untimed], {"sensitivity": sens})
+    bench = {"machine_info": {}, "benchmarks": [timed]}
+    bench[RECORDS_KEY] = json.loads(json.dumps(records_to_json(bench, records)))  # through a file, as saved
+    assert [e["fullname"] for e in bench[RECORDS_KEY]["entries"]] == ["t::b"]  # the timed one is not doubled
+
+    merged, extras = saved_run(bench)
+    assert [e["fullname"] for e in merged["benchmarks"]] == ["t::a", "t::b"]
+    assert merged["benchmarks"][0]["stats"] == {"mean": 1.0} and RECORDS_KEY not in merged
+    pd.testing.assert_frame_equal(extras["sensitivity"], sens)
+    assert saved_run({"benchmarks": [timed]}) == ({"benchmarks": [timed]}, {})  # an older file: as it is

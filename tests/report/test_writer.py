@@ -529,3 +529,23 @@ def test_throttled_entries_are_warned_about_in_the_report() -> None:
     assert lines and "1 of 3 timed entries" in lines[0] and "600 MHz" in lines[0]
     assert report.throttle_warning(rows.assign(throttled=False)) == []
     assert report.throttle_warning(pd.DataFrame({"x": [1]})) == []  # JSON from before the thermal keys
+
+
+def test_speedup_timings_get_no_model_section_unasked(tmp_path: Path, stub_png: None) -> None:
+    """The speed-up pair (the MLP's mlp1m) is timed in every run; only a requested sweep of it gets a section."""
+    speedups = [
+        {**make_entry(model="mlp1m", method=v, iteration=k), "group": "mnist5k-mlp1m-speedups-b1"}
+        for v, k in (("dense", 0), ("structured-50", 1))
+    ]
+    sweep = make_sweep(methods=("no-retrain",), iterations=2, runtimes=("torch",), batches=(1,))
+    folder = report.write_run_report(make_bench(sweep + speedups), tmp_path)
+    readme = (folder / "README.md").read_text()
+    assert "## mnist5k / lenet300" in readme and "mlp1m" not in readme
+    assert not list(folder.rglob("*mlp1m*"))
+    assert (pd.read_csv(folder / "results.csv")["model"] == "mlp1m").sum() == 2  # the rows themselves are kept
+
+    asked = make_sweep(model="mlp1m", methods=("no-retrain",), iterations=2, runtimes=("torch",), batches=(1,))
+    folder = report.write_run_report(make_bench(asked + speedups), tmp_path)
+    readme = (folder / "README.md").read_text()
+    assert "## mnist5k / mlp1m" in readme and "### no-retrain" in readme
+    assert "### dense" not in readme and "### structured-50" not in readme

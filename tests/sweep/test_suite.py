@@ -169,3 +169,18 @@ def test_floors_depend_on_family_mode_and_pair() -> None:
     assert metric_floor("sew", "fsdd", "sew-fsdd", quick=True) == 0.10
     with pytest.raises(ValueError, match="nosuch"):
         metric_floor("nosuch", "mnist5k", "lenet300", quick=False)
+
+
+def test_every_method_the_readme_documents_is_accepted() -> None:
+    """The README's --prune-methods row (layerwise included) and the schedules agree, both ways."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `--prune-methods`"))
+    documented = set(re.findall(r"`([a-z-]+)`", row)) - {"--prune-methods"}
+    assert "layerwise" in documented
+    assert parse_options({"methods": ",".join(sorted(documented))}).methods == tuple(sorted(documented))
+    from prunelib.pruning.schedules import SCHEDULES
+
+    assert documented | set(LAB_METHODS) == set(SCHEDULES)  # the lab's four are "the lab's four" in that row

@@ -91,14 +91,20 @@ class SewFamily(Family):
         self._loaded: dict[tuple[str, int], tuple[nn.Module, Any]] = {}
 
     def check_model(self, model: str) -> None:
-        """A preset, a ``save_pretrained`` directory, or a hub id (``org/name``)."""
+        """A preset, a ``save_pretrained`` directory, or a hub id: ``hf:org/name[@revision]`` (downloaded) or
+        ``org/name`` (from the local Hugging Face cache only)."""
+        from prunelib.families.sew.load import hub_id
+
         if model in PRESETS or Path(model).is_dir() or (model.count("/") == 1 and not model.startswith((".", "/"))):
+            hub_id(model)  # hf: followed by something other than org/name is an error naming it
             return
-        raise ValueError(f"family 'sew' has no model {model!r}; choose one of {list(PRESETS)}, a directory or a hub id")
+        raise ValueError(
+            f"family 'sew' has no model {model!r}; choose one of {list(PRESETS)}, a directory or a hub id hf:org/name"
+        )
 
     def default_model(self, dataset: str) -> str:
         """``sew-fsdd`` for FSDD; for LibriSpeech the pretrained SEW-tiny of the lab (hub id, needs network)."""
-        return "sew-fsdd" if dataset == "fsdd" else "asapp/sew-tiny-100k-ft-ls100h"
+        return "sew-fsdd" if dataset == "fsdd" else "hf:asapp/sew-tiny-100k-ft-ls100h"
 
     def supports(
         self,

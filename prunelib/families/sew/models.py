@@ -180,19 +180,34 @@ def build_processor() -> Wav2Vec2Processor:
     return Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def load_pretrained(name_or_path: str | Path) -> tuple[torch.nn.Module, Any]:
+def load_pretrained(
+    name_or_path: str | Path, *, local_files_only: bool = True, revision: str | None = None
+) -> tuple[torch.nn.Module, Any]:
     """``AutoModelForCTC`` + ``AutoProcessor`` from a local directory or a hub id, in eval mode.
 
+    Args:
+        local_files_only: never ask the Hugging Face hub (a directory, or a hub id already in the
+            local cache); ``False`` only for an id the user wrote as a hub id (``hf:org/name``).
+        revision: the hub revision (branch, tag or commit) to pin, when given.
+
     Raises:
-        OSError: the id cannot be resolved (no network, no such repository); the message names it.
+        OSError: the model cannot be loaded; the message names it and says what was tried.
     """
     try:
-        model = AutoModelForCTC.from_pretrained(str(name_or_path))
-        processor = AutoProcessor.from_pretrained(str(name_or_path))
+        model = AutoModelForCTC.from_pretrained(str(name_or_path), local_files_only=local_files_only, revision=revision)
+        processor = AutoProcessor.from_pretrained(
+            str(name_or_path), local_files_only=local_files_only, revision=revision
+        )
     except (OSError, ValueError) as err:
+        if local_files_only:
+            raise OSError(
+                f"cannot load speech model {str(name_or_path)!r}: it is not a save_pretrained directory nor in the "
+                f"local Hugging Face cache, and the hub is not asked for names not written as hub ids "
+                f"(write hf:org/name to download). Cause: {err}"
+            ) from err
         raise OSError(
-            f"cannot load speech model {str(name_or_path)!r}: it is not a local directory and the "
-            f"Hugging Face hub could not provide it (no network, or no such repository). Pass a "
+            f"cannot load speech model {str(name_or_path)!r} from the Hugging Face hub"
+            f"{f' at revision {revision!r}' if revision else ''} (no network, or no such repository). Pass a "
             f"directory written by save_pretrained, or run where the hub is reachable. Cause: {err}"
         ) from err
     return model.eval(), processor

@@ -92,7 +92,7 @@ def test_the_family_declares_wer_its_data_models_and_what_it_runs_on() -> None:
     assert family.metric.loss(0.2, 0.3) == pytest.approx(0.1)  # a higher WER is worse
     assert family.datasets == ("fsdd", "librispeech") and family.models == ("sew-fsdd", "sew-tiny", "sew-mini")
     assert family.default_model("fsdd") == "sew-fsdd" and family.default_pair == ("fsdd", "sew-fsdd")
-    assert family.default_model("librispeech") == "asapp/sew-tiny-100k-ft-ls100h"
+    assert family.default_model("librispeech") == "hf:asapp/sew-tiny-100k-ft-ls100h"  # written as a hub id
     assert family.smoke_pair == ("fsdd", "sew-mini") and not family.batched
     assert family.structured and family.supports(method="structured-imp-rewind") == ""
     assert "int8" in family.supports(precision="int8") and "torch-sparse" in family.supports(runtime="torch-sparse")
@@ -104,6 +104,9 @@ def test_the_family_declares_wer_its_data_models_and_what_it_runs_on() -> None:
 def test_check_model_takes_presets_directories_and_hub_ids(tmp_path: Path) -> None:
     for model in ("sew-fsdd", "sew-tiny", "sew-mini", str(tmp_path), "asapp/sew-tiny-100k-ft-ls100h"):
         FAMILY.check_model(model)
+    FAMILY.check_model("hf:asapp/sew-tiny-100k-ft-ls100h@1a2b3c")
+    with pytest.raises(ValueError, match=r"'hf:asapp/sew@'.*hf:org/name"):
+        FAMILY.check_model("hf:asapp/sew@")
     for bad in ("resnet18", "./no-such-dir", "/no/such/dir", "a/b/c"):
         with pytest.raises(ValueError, match=r"no model .*sew-mini"):
             FAMILY.check_model(bad)

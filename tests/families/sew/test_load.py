@@ -48,8 +48,57 @@ def test_unknown_hub_id_fails_clearly_offline(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True, raising=False)
     with pytest.raises(OSError, match="no-such-org/no-such-sew") as err:
-        load_speech_model("no-such-org/no-such-sew")
+        load_speech_model("hf:no-such-org/no-such-sew")
     assert "no network" in str(err.value)
+
+
+@pytest.fixture
+def hub_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
+    """Every from_pretrained call (model and processor), refused as if nothing were cached or reachable."""
+    import prunelib.families.sew.models as models
+
+    calls: list[tuple[str, dict]] = []
+
+    class Refuse:
+        @staticmethod
+        def from_pretrained(name: str, **kw: object) -> None:
+            calls.append((name, kw))
+            raise OSError(f"{name} not found")
+
+    monkeypatch.setattr(models, "AutoModelForCTC", Refuse)
+    monkeypatch.setattr(models, "AutoProcessor", Refuse)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["sew-fdsd", "sew_tiny", "SEW-FSDD"])
+def test_a_misspelt_name_is_named_and_never_asks_the_hub(hub_calls: list, name: str) -> None:
+    with pytest.raises(OSError, match=rf"^no speech model '{name}': not one of .*sew-fsdd.*hf:org/name"):
+        load_speech_model(name)
+    assert hub_calls == []
+
+
+def test_only_hf_ids_may_download_and_a_revision_is_pinned(hub_calls: list, tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="local Hugging Face cache.*hf:org/name"):
+        load_speech_model("asapp/sew-tiny-100k-ft-ls100h")  # an org/name not written as a hub id: cache only
+    with pytest.raises(OSError, match="not a save_pretrained directory"):
+        load_speech_model(tmp_path)  # an empty folder: local only, too
+    with pytest.raises(OSError, match="from the Hugging Face hub at revision '1a2b3c'"):
+        load_speech_model("hf:asapp/sew-tiny-100k-ft-ls100h@1a2b3c")
+    with pytest.raises(OSError, match="from the Hugging Face hub"):
+        load_speech_model("hf:asapp/sew-tiny-100k-ft-ls100h")
+    assert [(name, kw["local_files_only"], kw["revision"]) for name, kw in hub_calls] == [
+        ("asapp/sew-tiny-100k-ft-ls100h", True, None),
+        (str(tmp_path), True, None),
+        ("asapp/sew-tiny-100k-ft-ls100h", False, "1a2b3c"),
+        ("asapp/sew-tiny-100k-ft-ls100h", False, None),
+    ]
+
+
+@pytest.mark.parametrize("bad", ["hf:", "hf:asapp", "hf:/sew", "hf:a/b/c", "hf:a/b@"])
+def test_a_malformed_hub_id_is_named(hub_calls: list, bad: str) -> None:
+    with pytest.raises(ValueError, match=rf"'{bad}'.*hf:org/name"):
+        load_speech_model(bad)
+    assert hub_calls == []
 
 
 def test_sew_fsdd_goes_through_the_trained_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
