@@ -163,13 +163,16 @@ def speedup_interval_from_summary(
 def speedup_cell(interval: RatioInterval) -> str:
     """A table cell: ``"1.52 (95 % CI 1.31-1.78)"``, or ``"no measurable change (95 % CI 0.93-1.08)"``.
 
-    ``"n/a"`` when no interval could be computed; ``approx.`` marks an interval from summaries.
+    Shown at two decimals: a change whose interval, so rounded, still holds 1.00 (under half a
+    percent) is not shown as one. ``"n/a"`` when no interval could be computed; ``approx.`` marks
+    an interval from summaries.
     """
     if not interval.known:
         return "n/a"
     approx = "approx. " if interval.method == "approx" else ""
-    ci = f"({approx}{100 * interval.confidence:g} % CI {interval.low:.2f}-{interval.high:.2f})"
-    if not interval.measurable:
+    low, high = round(interval.low, 2), round(interval.high, 2)
+    ci = f"({approx}{100 * interval.confidence:g} % CI {low:.2f}-{high:.2f})"
+    if not interval.measurable or low <= 1.0 <= high:
         return f"no measurable change {ci}"
     return f"{interval.ratio:.2f} {ci}"
 

@@ -115,3 +115,9 @@ def test_rounds_follow_the_budget_within_bounds() -> None:
 def test_a_ratio_interval_is_measurable_only_when_it_excludes_one() -> None:
     assert RatioInterval(1.2, 1.01, 1.4).measurable and RatioInterval(0.8, 0.7, 0.99).measurable
     assert not RatioInterval(1.2, 0.99, 1.4).measurable and not NO_INTERVAL.measurable
+
+
+def test_a_change_too_small_for_two_decimals_is_not_shown_as_one() -> None:
+    tiny = RatioInterval(0.998, 0.9975, 0.9985)  # thousands of rounds: measurable, but under half a percent
+    assert tiny.measurable and speedup_cell(tiny) == "no measurable change (95 % CI 1.00-1.00)"
+    assert speedup_cell(RatioInterval(0.99, 0.985, 0.994)) == "0.99 (95 % CI 0.98-0.99)"
