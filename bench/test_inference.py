@@ -8,14 +8,23 @@ family's parity inputs): a wrong model is never timed.
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 
 from prunelib.deploy.runtimes import make_runner
+from prunelib.measure.stats import rounds_for
 from prunelib.measure.thermal import cooldown, read_board, thermal_extra_info
 from prunelib.plugin.records import extra_info, record_entry
 from prunelib.sweep.cache import load_model
 
 WARMUP_CALLS = 20  # caches and lazy initialisation settle before the first timed round
+#: Rounds timed at least per benchmark, whatever the time budget: a median, its IQR and a bootstrap
+#: interval on a speed-up need more than pytest-benchmark's default minimum of 5 (slow models got 5).
+MIN_ROUNDS = 20
+#: Rounds timed at most (fast calls under a long --benchmark-max-time): enough for the median's interval.
+MAX_ROUNDS = 20_000
 
 
 def time_case(benchmark, case, suite, request: pytest.FixtureRequest, group: str) -> None:
@@ -44,8 +53,8 @@ def time_case(benchmark, case, suite, request: pytest.FixtureRequest, group: str
     record_entry(request.config, request.node, benchmark.group, info)
 
 
-def timed_on_the_board(benchmark, runner, x, opts) -> dict:
-    """Time ``runner(x)`` with pytest-benchmark, after an optional cooldown; the board's state around it.
+def timed_on_the_board(benchmark, runner, x, opts, min_rounds: int = MIN_ROUNDS) -> dict:
+    """Time ``runner(x)`` with pytest-benchmark (:func:`timed`), after an optional cooldown; the board's state around it.
 
     Returns the thermal ``extra_info`` keys (:data:`prunelib.measure.thermal.EXTRA_INFO_KEYS`):
     SoC temperature and slowest CPU clock before and after, governor, throttled flags and the
@@ -57,8 +66,30 @@ def timed_on_the_board(benchmark, runner, x, opts) -> dict:
         _, _, seconds = cooldown(opts.cooldown_below_c, timeout_s=opts.cooldown_s)
         waited = {"cooldown_waited_s": round(seconds, 1)}
     before = read_board()
-    benchmark(runner, x)
+    timed(benchmark, runner, x, min_rounds)
     return {**thermal_extra_info(before, read_board()), **waited}
+
+
+def timed(benchmark, runner, x, min_rounds: int = MIN_ROUNDS) -> None:
+    """Time ``runner(x)``: ``--benchmark-max-time`` worth of rounds, and at least ``min_rounds`` of them.
+
+    pytest-benchmark picks its rounds from the time budget with a floor of ``--benchmark-min-rounds``
+    (default 5); when that floor is below ``min_rounds``, the rounds are chosen here from the
+    budget and a pilot of three calls (:func:`prunelib.measure.stats.rounds_for`) and timed with
+    ``benchmark.pedantic``, one call per round. Under ``--benchmark-disable`` it calls once.
+    """
+    floor = int(getattr(benchmark, "_min_rounds", 0) or 0)
+    if not getattr(benchmark, "enabled", False) or floor >= min_rounds:
+        benchmark(runner, x)
+        return
+    pilot = []
+    for _ in range(3):
+        start = time.perf_counter()
+        runner(x)
+        pilot.append(time.perf_counter() - start)
+    budget = float(getattr(benchmark, "_max_time", 1.0))
+    rounds = rounds_for(statistics.median(pilot), budget, min_rounds, max(min_rounds, MAX_ROUNDS))
+    benchmark.pedantic(runner, args=(x,), rounds=rounds, iterations=1)
 
 
 def test_inference(benchmark, inference_case, suite, request: pytest.FixtureRequest) -> None:

@@ -125,9 +125,7 @@ def test_sew_tiny(benchmark, variant: str, runtime: str, suite, request) -> None
     benchmark.extra_info.update(timed_on_the_board(benchmark, runner, x, suite.opts))
     if getattr(benchmark, "stats", None) is not None:
         stats = benchmark.stats.stats
-        request.config.stash.setdefault(SEW_TINY_TIMINGS, {})[(runtime, variant)] = Timing(
-            stats.min, stats.median, flops
-        )
+        request.config.stash.setdefault(SEW_TINY_TIMINGS, {})[(runtime, variant)] = Timing.of(stats.data, flops)
 
 
 def test_sew_tiny_targets(suite, request) -> None:

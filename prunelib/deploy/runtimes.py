@@ -219,6 +219,12 @@ def _executorch_runner(
 
 def time_calls(fn: Runner, x: torch.Tensor, runs: int = 100, warmup: int = 10) -> tuple[float, float]:
     """Mean and standard deviation (seconds) of ``runs`` calls ``fn(x)`` after ``warmup`` calls."""
+    times = call_rounds(fn, x, runs, warmup)
+    return statistics.fmean(times), statistics.stdev(times)
+
+
+def call_rounds(fn: Runner, x: torch.Tensor, runs: int = 100, warmup: int = 10) -> list[float]:
+    """The duration (seconds) of each of ``runs`` calls ``fn(x)``, after ``warmup`` untimed calls."""
     if runs < 2:
         raise ValueError(f"runs must be >= 2 to estimate a spread, got {runs}")
     if warmup < 0:
@@ -230,4 +236,4 @@ def time_calls(fn: Runner, x: torch.Tensor, runs: int = 100, warmup: int = 10) -
         start = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - start)
-    return statistics.fmean(times), statistics.stdev(times)
+    return times

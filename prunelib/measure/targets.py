@@ -1,7 +1,9 @@
 """Speed-up targets judged on one run's timings: measured ratio against a fixed or a FLOP-relative target.
 
-Pure, so the bench suite's MLP and speech speed-up tests share one judgement and it is tested
-without timing anything.
+A target is met only when the lower bound of the speed-up's 95 % bootstrap interval
+(:func:`prunelib.measure.stats.speedup_interval`, ratio of medians, both sets of rounds
+resampled, fixed seed) reaches it: noise can fail a target, never pass one. Pure, so the bench
+suite's MLP and speech speed-up tests share one judgement and it is tested without timing anything.
 """
 
 from __future__ import annotations
@@ -9,16 +11,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+
+from prunelib.measure.stats import speedup_cell, speedup_interval
 
 
 @dataclass(frozen=True)
 class Timing:
-    """One timed case: fastest and median round (s) and multiply-adds of one call."""
+    """One timed case: fastest and median round (s), multiply-adds of one call, and every round (s)."""
 
     fastest_s: float
     median_s: float
     flops: int
+    rounds: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, rounds: Sequence[float], flops: int) -> Timing:
+        """The timing of ``rounds`` (seconds each): fastest and median from them."""
+        x = tuple(float(r) for r in rounds)
+        if not x:
+            raise ValueError("a timing needs at least one round")
+        return cls(min(x), float(np.median(x)), int(flops), x)
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,13 @@ def judge(
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per target whose cases were timed, and a message per target missed.
 
-    Judged on the ratio of medians; the ratio of fastest rounds (noise from other processes only
-    ever adds time) is reported beside it. Targets whose timings are missing are left out.
+    The speed-up is the ratio of medians (baseline over case); ``speedup_low``/``speedup_high``
+    are its 95 % bootstrap interval over both cases' rounds, and ``speedup_shown`` the table cell
+    (:func:`prunelib.measure.stats.speedup_cell`: "no measurable change" when the interval holds
+    1.0). A target is ``met`` only when ``speedup_low`` reaches ``required``: a case without
+    rounds (at least two on each side) has no interval and misses its target. The ratio of
+    fastest rounds (noise from other processes only ever adds time) is reported beside it.
+    Targets whose timings are missing are left out.
     """
     rows, failures = [], []
     for t in targets:
@@ -54,7 +73,9 @@ def judge(
         if case is None or base is None:
             continue
         speedup, ideal = base.median_s / case.median_s, base.flops / case.flops
+        interval = speedup_interval(base.rounds, case.rounds)
         need = {"flop-fraction": t.value * ideal, "speedup": t.value}.get(t.kind, float("nan"))
+        met = bool(interval.low >= need) if interval.known else False
         rows.append(
             {
                 "model": model,
@@ -64,14 +85,23 @@ def judge(
                 "median_s": case.median_s,
                 "baseline_median_s": base.median_s,
                 "speedup": round(speedup, 2),
+                "speedup_low": round(interval.low, 2),
+                "speedup_high": round(interval.high, 2),
+                "speedup_shown": speedup_cell(interval),
                 "speedup_of_minima": round(base.fastest_s / case.fastest_s, 2),
                 "ideal_flop_ratio": round(ideal, 2),
                 "required": round(need, 2),
-                "met": speedup >= need if t.kind != "report" else None,
+                "met": met if t.kind != "report" else None,
             }
         )
-        if t.kind != "report" and speedup < need:
-            failures.append(f"{model} {t.variant}/{t.runtime}: {speedup:.2f}x < required {need:.2f}x")
+        if t.kind != "report" and not met:
+            why = (
+                f"95 % CI {interval.low:.2f}-{interval.high:.2f}x (median ratio {speedup:.2f}x), "
+                f"lower bound < required {need:.2f}x"
+                if interval.known
+                else f"{speedup:.2f}x with no interval (fewer than 2 rounds on a side), required {need:.2f}x"
+            )
+            failures.append(f"{model} {t.variant}/{t.runtime}: {why}")
     return pd.DataFrame(rows), failures
 
 

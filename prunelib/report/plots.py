@@ -23,7 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from prunelib.fileio import write_atomic  # noqa: E402
-from prunelib.results.schema import label
+from prunelib.results.schema import label, latency_stat
 
 if TYPE_CHECKING:
     from matplotlib.legend import Legend
@@ -82,10 +82,6 @@ def metric_label(metric: str) -> str:
     if not metric or not str(metric).isidentifier():
         raise ValueError(f"metric must be a column name such as 'accuracy' or 'wer', got {metric!r}")
     return f"{label(metric)} (%)"
-
-
-def _metric_name(metric: str) -> str:
-    return label(metric)
 
 
 def new_figure(ncols: int = 1, wide: bool = False) -> tuple[Figure, list[Axes]]:
@@ -148,14 +144,10 @@ class _PlainLogFormatter(ticker.LogFormatterSciNotation):
 
 def _log(ax: Axes, axis: str) -> None:
     """Log scale on ``axis`` ("x" or "y") with plain-number tick labels."""
-    if axis == "x":
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(_PlainLogFormatter())
-        ax.xaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-    else:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PlainLogFormatter())
-        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    scale = ax.xaxis if axis == "x" else ax.yaxis
+    scale.set_major_formatter(_PlainLogFormatter())
+    scale.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
 def _legend(ax: Axes, title: str | None = None) -> None:
@@ -184,7 +176,7 @@ def metric_vs_sparsity_figure(rows: pd.DataFrame, metric: str, title: str) -> Fi
         ax.plot(100 * m["sparsity"].astype(float), 100 * m[metric].astype(float), label=method, **method_style(method))
     _sparsity_axis(ax, (100 * data["sparsity"].astype(float)).tolist() if len(data) else [])
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(f"{title}: {_metric_name(metric)} vs sparsity")
+    ax.set_title(f"{title}: {label(metric)} vs sparsity")
     _legend(ax, "method")
     return fig
 
@@ -213,32 +205,34 @@ def metric_vs_disk_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure
     _log(ax, "x")
     ax.set_xlabel("Size on disk (MB, log scale)")
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(f"{title}: {_metric_name(metric)} vs disk size")
+    ax.set_title(f"{title}: {label(metric)} vs disk size")
     _legend(ax, "method (storage)")
     return fig
 
 
 def metric_vs_latency_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
-    """Accuracy (or WER) vs mean latency (ms, log x), one line per method, in order of sparsity."""
+    """Accuracy (or WER) vs median latency (ms, log x; the mean for rows saved without one), one line per method."""
     fig, (ax,) = new_figure()
-    data = _finite(rows, "latency_mean_s", metric)
+    stat = latency_stat(rows)
+    data = _finite(rows, f"latency_{stat}_s", metric)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
-        ax.plot(
-            1e3 * m["latency_mean_s"].astype(float), 100 * m[metric].astype(float), label=method, **method_style(method)
-        )
+        x = 1e3 * m[f"latency_{stat}_s"].astype(float)
+        ax.plot(x, 100 * m[metric].astype(float), label=method, **method_style(method))
     _log(ax, "x")
-    ax.set_xlabel("Latency, mean per batch (ms, log scale)")
+    ax.set_xlabel(f"Latency, {stat} per batch (ms, log scale)")
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(f"{title}: {_metric_name(metric)} vs latency")
+    ax.set_title(f"{title}: {label(metric)} vs latency")
     _legend(ax, "method")
     return fig
 
 
 def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
     """Latency vs sparsity per runtime (line style; ``"<runtime> / <N>t"``: a marker per thread count) and
-    method (colour), batch 1 and the largest batch, from the rows of one (dataset, model) at one precision."""
-    data = _finite(rows, "sparsity", "latency_mean_s", "batch_size")
+    method (colour), batch 1 and the largest batch, from the rows of one (dataset, model) at one precision.
+    The median (the mean for rows saved without one); a shaded band spans each line's quartiles when recorded."""
+    lat = f"latency_{latency_stat(rows)}_s"
+    data = _finite(rows, "sparsity", lat, "batch_size")
     batches = sorted({int(b) for b in data["batch_size"]}) if len(data) else []
     shown = [b for b in (1, max(batches) if batches else None) if b in batches]
     shown = list(dict.fromkeys(shown)) or [1]
@@ -251,16 +245,15 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
                 style = method_style(method)
                 if " / " in runtime:  # "torch / 4t": one line per thread count, told apart by the marker
                     style["marker"] = _MARKERS[int(runtime.rsplit(" / ", 1)[1].rstrip("t") or 0) % len(_MARKERS)]
-                ax.plot(
-                    100 * m["sparsity"].astype(float),
-                    1e3 * m["latency_mean_s"].astype(float),
-                    linestyle=RUNTIME_STYLES.get(runtime.split(" / ")[0], "-."),
-                    label=f"{method} / {runtime}",
-                    **style,
-                )
+                x = 100 * m["sparsity"].astype(float)
+                linestyle = RUNTIME_STYLES.get(runtime.split(" / ")[0], "-.")
+                ax.plot(x, 1e3 * m[lat].astype(float), linestyle=linestyle, label=f"{method} / {runtime}", **style)
+                if lat == "latency_median_s" and not _finite(m, "latency_q1_s", "latency_q3_s").empty:
+                    q1, q3 = (1e3 * pd.to_numeric(m[q], errors="coerce") for q in ("latency_q1_s", "latency_q3_s"))
+                    ax.fill_between(x, q1, q3, color=style["color"], alpha=0.15, linewidth=0)
         _sparsity_axis(ax, (100 * part["sparsity"].astype(float)).tolist() if len(part) else [])
         _log(ax, "y")
-        ax.set_ylabel(f"Latency per batch of {batch} (ms, log)")
+        ax.set_ylabel(f"Latency per batch of {batch}, {lat.split('_')[1]} (ms, log)")
         ax.set_title(f"batch {batch}" + (" (latency)" if batch == 1 else " (throughput)"))
     labels: dict[str, Any] = {}
     for ax in axes:
@@ -275,26 +268,28 @@ def runtime_latency_figure(rows: pd.DataFrame, title: str) -> Figure:
 
 
 def speedup_figure(rows: pd.DataFrame, title: str) -> Figure:
-    """Speed-up over the dense model (latency at sparsity 0 / latency) and, where recorded, FLOPs vs sparsity."""
+    """Speed-up over the dense model (median latency at sparsity 0 / median latency; means for rows saved without
+    medians) and, where recorded, FLOPs vs sparsity. The knee table says which speed-ups are measurable."""
     has_flops = "flops" in rows and not _finite(rows, "flops", "sparsity").empty
     fig, axes = new_figure(ncols=2 if has_flops else 1)
     ax = axes[0]
-    data = _finite(rows, "sparsity", "latency_mean_s")
+    lat = f"latency_{latency_stat(rows)}_s"
+    data = _finite(rows, "sparsity", lat)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
-        dense = m[m["sparsity"].astype(float) == m["sparsity"].astype(float).min()]["latency_mean_s"].astype(float)
+        dense = m[m["sparsity"].astype(float) == m["sparsity"].astype(float).min()][lat].astype(float)
         if dense.empty:
             continue
         ax.plot(
             100 * m["sparsity"].astype(float),
-            float(dense.iloc[0]) / m["latency_mean_s"].astype(float),
+            float(dense.iloc[0]) / m[lat].astype(float),
             label=method,
             **method_style(method),
         )
     ax.axhline(1.0, color="gray", linewidth=1, linestyle=":")
     _sparsity_axis(ax, (100 * data["sparsity"].astype(float)).tolist() if len(data) else [])
     ax.set_ylabel("Speed-up vs dense (x)")
-    ax.set_title("latency speed-up")
+    ax.set_title(f"latency speed-up (ratio of {lat.split('_')[1]}s)")
     _legend(ax, "method")
     if has_flops:
         ax2 = axes[1]
@@ -354,7 +349,7 @@ def sensitivity_figure(frame: pd.DataFrame, metric: str, title: str) -> Figure:
         )
     _sparsity_axis(ax, (100 * data["sparsity"].astype(float)).tolist() if len(data) else [])
     ax.set_ylabel(metric_label(metric))
-    ax.set_title(f"{title}: sensitivity ({_metric_name(metric)} vs sparsity per group)")
+    ax.set_title(f"{title}: sensitivity ({label(metric)} vs sparsity per group)")
     _legend(ax, "group")
     return fig
 

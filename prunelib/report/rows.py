@@ -45,6 +45,8 @@ STATS_COLUMNS: dict[str, str] = {
     "min": "latency_min_s",
     "max": "latency_max_s",
     "iqr": "latency_iqr_s",
+    "q1": "latency_q1_s",
+    "q3": "latency_q3_s",
     "rounds": "rounds",
     "ops": "ops_per_s",
 }
@@ -142,6 +144,9 @@ def schedule_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
         metric,
         "latency_mean_s",
         "latency_std_s",
+        "latency_median_s",
+        "latency_iqr_s",
+        "rounds",
         "params_total",
         "params_nonzero",
         "disk_dense_bytes",
@@ -172,6 +177,12 @@ def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:
     if no_stats:
         notes.append(
             f"{no_stats} of {len(rows)} entries have no timing stats (e.g. `--benchmark-disable`): latency is n/a for them."
+        )
+    no_median = int((rows["has_stats"].astype(bool) & rows["latency_median_s"].isna()).sum())
+    if no_median:
+        notes.append(
+            f"{no_median} timed entries have no median latency (JSON written without it): tables, plots and the "
+            "knee show mean latencies for their model, and speed-ups without an interval."
         )
     lacking = {k: int(rows[k].isna().sum()) for k in STABLE_KEYS}
     metric_missing = int(row_metrics(rows)["value"].isna().sum())

@@ -7,6 +7,10 @@ fails, so the knee and every lower-sparsity iteration pass. A later iteration th
 (noise, or retraining luck) does not move the knee: a deployment choosing "the sparsest model
 still as good as dense" should not rely on a point whose neighbours below it are worse.
 A missing (NaN) metric fails, since it cannot be shown to be within tolerance.
+
+Latency at the knee is the median of its timed rounds; the speed-up over dense is the ratio of
+medians with a 95 % interval (:mod:`prunelib.measure.stats`), shown only when the interval
+excludes 1.0. Sweeps saved without medians fall back to the mean, with no interval, and say so.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from prunelib.families.contract import Metric
-from prunelib.results.schema import label, metric_of
+from prunelib.measure.stats import NO_INTERVAL, RatioInterval, speedup_cell, speedup_interval_from_summary
+from prunelib.results.schema import label, latency_stat, metric_of
 
 #: Absolute slack on the comparison so 0.98 - 0.97 counts as exactly one point.
 EPS = 1e-9
@@ -42,6 +47,10 @@ KNEE_COLUMNS: tuple[str, ...] = (
     "compact_size_ratio",
     "iterations_checked",
     "note",
+    "latency_stat",
+    "speedup_low",
+    "speedup_high",
+    "speedup_ci_method",
 )
 
 
@@ -55,6 +64,29 @@ def _num(value: object) -> float:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if math.isfinite(num) and math.isfinite(den) and den > 0 else math.nan
+
+
+def _speedup_interval(dense: pd.Series, knee: pd.Series) -> RatioInterval:
+    """Dense over knee, from each row's median, IQR and rounds (the rounds themselves are not in the rows)."""
+
+    def summary(r: pd.Series) -> tuple[float, float, float]:
+        return (_num(r.get("latency_median_s")), _num(r.get("latency_iqr_s")), _num(r.get("rounds")))
+
+    return speedup_interval_from_summary(summary(dense), summary(knee))
+
+
+def speedup_shown(knee: pd.Series) -> object:
+    """The knee table's speed-up cell: the ratio with its interval, "no measurable change (...)", or,
+    for latencies saved without a median, the ratio of means marked as having no interval."""
+    ratio = _num(knee.get("speedup"))
+    if not math.isfinite(ratio):
+        return np.nan
+    if str(knee.get("latency_stat", "mean")) != "median":
+        return f"{ratio:.2f} (means; no interval)"
+    interval = RatioInterval(
+        ratio, _num(knee.get("speedup_low")), _num(knee.get("speedup_high")), str(knee.get("speedup_ci_method"))
+    )
+    return speedup_cell(interval) if interval.known else f"{ratio:.2f} (no interval: rounds or IQR not saved)"
 
 
 def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str, object]:
@@ -91,7 +123,9 @@ def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str
         row["note"] = row["note"] or "no iteration passes"
         return row
     knee_metric = _num(knee[metric])
-    lat_dense, lat_knee = _num(dense.get("latency_mean_s")), _num(knee.get("latency_mean_s"))
+    stat = latency_stat(sweep)
+    lat_dense, lat_knee = _num(dense.get(f"latency_{stat}_s")), _num(knee.get(f"latency_{stat}_s"))
+    interval = _speedup_interval(dense, knee) if stat == "median" else NO_INTERVAL
     dense_bytes = _num(dense.get("disk_dense_bytes"))
     sparse_bytes = _num(knee.get("disk_sparse_bytes"))
     compact_bytes = _num(knee.get("disk_compact_bytes"))
@@ -109,6 +143,10 @@ def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str
         size_ratio=_ratio(sparse_bytes, dense_bytes),
         disk_knee_compact_bytes=compact_bytes,
         compact_size_ratio=_ratio(compact_bytes, dense_bytes),
+        latency_stat=stat,
+        speedup_low=interval.low,
+        speedup_high=interval.high,
+        speedup_ci_method=interval.method,
     )
     if not row["note"]:
         row["note"] = "all iterations pass"
@@ -121,14 +159,16 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None =
     Args:
         df: a sweep, one row per iteration (per method when a ``method`` column is present),
             with ``iteration``, ``sparsity`` (fraction), ``accuracy`` or ``wer`` (fraction) and
-            optionally ``latency_mean_s``, ``disk_dense_bytes``, ``disk_sparse_bytes``,
-            ``disk_compact_bytes``.
+            optionally ``latency_median_s``, ``latency_iqr_s`` and ``rounds`` (else
+            ``latency_mean_s``), ``disk_dense_bytes``, ``disk_sparse_bytes``, ``disk_compact_bytes``.
         tolerance: allowed absolute change as a fraction (0.01 = 1 point): accuracy may drop,
             WER may rise, by at most this much.
 
     Returns:
         One row per method (columns :data:`KNEE_COLUMNS`). Ratios are knee / dense model:
-        ``latency_ratio`` (``speedup`` is its inverse), ``size_ratio`` = knee's sparse COO size
+        ``latency_ratio`` (``speedup`` is its inverse; ``speedup_low``/``speedup_high`` its 95 %
+        interval, ``speedup_ci_method`` how it was computed; ``latency_stat`` says whether
+        medians or, for older sweeps, means were compared), ``size_ratio`` = knee's sparse COO size
         over the dense model's dense size, ``compact_size_ratio`` likewise. ``note`` says
         why a knee is missing or which iteration failed first.
 
@@ -192,7 +232,7 @@ def knee_table(knees: pd.DataFrame) -> pd.DataFrame:
                 lambda v: round(_num(v), 2) if math.isfinite(_num(v)) else np.nan
             ),
             "Latency (ms)": knees["latency_knee_s"].map(ms),
-            "Speed-up (x)": knees["speedup"].map(ratio),
+            "Speed-up (x)": [speedup_shown(r) for _, r in knees.iterrows()],
             "COO size / dense": knees["size_ratio"].map(ratio),
             "Compact size / dense": knees["compact_size_ratio"].map(ratio),
             "Note": knees["note"],

@@ -22,6 +22,8 @@ _BEFORE_METRIC = ("iteration", "sparsity", "sparsity_model")
 _AFTER_METRIC = (
     "latency_mean_s",
     "latency_std_s",
+    "latency_median_s",  # what tables, plots and speed-ups show (the mean and std stay for older readers)
+    "latency_iqr_s",
     "params_total",
     "params_nonzero",
     "disk_dense_bytes",  # the lab's state_dict size (fp32) of the pruned model
@@ -79,6 +81,29 @@ LEGACY_METRICS = {
     "accuracy": Metric("accuracy", higher_is_better=True),
     "wer": Metric("wer", higher_is_better=False, high=math.inf),
 }
+
+
+def latency_stat(rows: pd.DataFrame) -> str:
+    """Which latency ``rows`` are shown by: ``"median"`` (with its IQR), or ``"mean"`` (with its std).
+
+    The median wherever every timed row has one; the mean for rows saved before medians were kept
+    (a sweep's ``results.csv`` with only ``latency_mean_s``, JSON without a ``median``), so one
+    table or plot never mixes the two. The columns are ``latency_<stat>_s`` and
+    :data:`LATENCY_SPREAD` of it.
+    """
+    if "latency_median_s" not in rows:
+        return "mean"
+    median = pd.to_numeric(rows["latency_median_s"], errors="coerce")
+    if (
+        "latency_mean_s" in rows
+        and (pd.to_numeric(rows["latency_mean_s"], errors="coerce").notna() & median.isna()).any()
+    ):
+        return "mean"
+    return "median"
+
+
+#: The spread shown beside each latency statistic.
+LATENCY_SPREAD = {"median": "latency_iqr_s", "mean": "latency_std_s"}
 
 
 def label(metric: str) -> str:

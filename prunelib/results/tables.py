@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from prunelib.families.contract import Metric
-from prunelib.results.schema import label, metric_of
+from prunelib.results.schema import LATENCY_SPREAD, label, latency_stat, metric_of
 
 
 def lab_table(df: pd.DataFrame, metric: Metric | None = None) -> pd.DataFrame:
@@ -14,21 +14,26 @@ def lab_table(df: pd.DataFrame, metric: Metric | None = None) -> pd.DataFrame:
     ``metric`` defaults to :func:`prunelib.results.schema.metric_of` of ``df``.
 
     Disk size is the lab's figure: the state dict with 2-D weights stored as sparse COO
-    (``disk_sparse_bytes``), in MB of 10^6 bytes. Columns present in ``df`` beyond the lab's
-    (dense and compact sizes, latency std) follow.
+    (``disk_sparse_bytes``), in MB of 10^6 bytes. Latency is the median of the timed rounds
+    with its IQR beside it, or, for rows saved without a median, the mean with its std (the headers
+    say which: :func:`prunelib.results.schema.latency_stat`). Columns present in ``df`` beyond the
+    lab's (dense and compact sizes) follow.
     """
     name = (metric or metric_of(df)).name
+    stat = latency_stat(df)
+    latency, spread = f"latency_{stat}_s", LATENCY_SPREAD[stat]
+    median = stat == "median"
     out = pd.DataFrame(
         {
             "Iteration": df["iteration"].astype(int),
             "Sparsity (%)": (100 * df["sparsity"]).round(1),
             label(name): df[name].round(4),
-            "Latency (s)": df["latency_mean_s"].map(lambda v: float(f"{v:.3g}")),
+            "Latency (s)" if median else "Latency, mean (s)": df[latency].map(lambda v: float(f"{v:.3g}")),
             "Disk Size (MB)": (df["disk_sparse_bytes"] / 1e6).round(3),
         }
     )
-    if "latency_std_s" in df:
-        out["Latency std (s)"] = df["latency_std_s"].map(lambda v: float(f"{v:.2g}"))
+    if spread in df:
+        out["Latency IQR (s)" if median else "Latency std (s)"] = df[spread].map(lambda v: float(f"{v:.2g}"))
     if "disk_dense_bytes" in df:
         out["Dense size (MB)"] = (df["disk_dense_bytes"] / 1e6).round(3)
     if "disk_compact_bytes" in df:

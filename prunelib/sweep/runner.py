@@ -6,6 +6,7 @@ this runner does both in one pass and returns the rows of ``results.csv``.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -13,7 +14,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from prunelib.deploy.runtimes import check_deployable, make_runner, time_calls
+from prunelib.deploy.runtimes import call_rounds, check_deployable, make_runner
+from prunelib.measure.stats import summarize
 from prunelib.progress import progress
 from prunelib.pruning.criteria import initial_state, rewind
 from prunelib.pruning.schedules import iterate_schedule
@@ -43,7 +45,11 @@ class Timing:
 
 
 def measure(spec: SweepSpec, loaded: Loaded, model: nn.Module, timing: Timing) -> dict[str, object]:
-    """:func:`~prunelib.sweep.metrics.static_metrics` plus ``latency_mean_s``/``latency_std_s`` on ``timing.runtime``."""
+    """:func:`~prunelib.sweep.metrics.static_metrics` plus the latency of ``timing.runs`` calls on ``timing.runtime``.
+
+    ``latency_median_s`` and ``latency_iqr_s`` (what tables and plots show), beside
+    ``latency_mean_s`` and ``latency_std_s`` (kept for readers of older ``results.csv``).
+    """
     family, data, structured = loaded.family, loaded.data, spec.schedule.structured
     before = torch.get_num_threads()
     try:
@@ -52,10 +58,18 @@ def measure(spec: SweepSpec, loaded: Loaded, model: nn.Module, timing: Timing) -
             family, model, data, timing.runtime, threads=timing.threads, structured=structured,
             precision=timing.precision, batch_size=timing.batch,
         )  # fmt: skip
-        mean, std = time_calls(runner, family.example_inputs(data, timing.batch), timing.runs, timing.warmup)
+        rounds = call_rounds(runner, family.example_inputs(data, timing.batch), timing.runs, timing.warmup)
     finally:
         torch.set_num_threads(before)
-    return {**row, "latency_mean_s": mean, "latency_std_s": std}
+    s = summarize(rounds)
+    std = statistics.stdev(rounds)
+    return {
+        **row,
+        "latency_mean_s": s.mean_s,
+        "latency_std_s": std,
+        "latency_median_s": s.median_s,
+        "latency_iqr_s": s.iqr_s,
+    }
 
 
 def run_sweep(

@@ -243,7 +243,7 @@ def test_initial_weights_reproduce_a_run(capsys: pytest.CaptureFixture[str], tmp
     assert cli(["sweep", *QUICK, "--seed", "3", "--out", str(first)], capsys)[0] == 0
     init = first / "initial.safetensors"
     assert cli(["sweep", *QUICK, "--seed", "3", "--initial-weights", str(init), "--out", str(second)], capsys)[0] == 0
-    latency = ["latency_mean_s", "latency_std_s"]
+    latency = ["latency_mean_s", "latency_std_s", "latency_median_s", "latency_iqr_s"]
     pd.testing.assert_frame_equal(
         pd.read_csv(first / "results.csv").drop(columns=latency),
         pd.read_csv(second / "results.csv").drop(columns=latency),

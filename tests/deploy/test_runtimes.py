@@ -19,6 +19,7 @@ from prunelib.deploy.runtimes import (
     INT8_PARITY_RTOL,
     RUNTIMES,
     at_precision,
+    call_rounds,
     check_deployable,
     check_runtime,
     deploy,
@@ -351,3 +352,11 @@ def test_a_missing_optional_runtime_is_named(monkeypatch: pytest.MonkeyPatch) ->
     data = toy_data()
     with pytest.raises(ValueError, match="prunelib\\[executorch\\]"):
         make_runner(FAMILY, FAMILY.build("lenet300", data, 0), data, "executorch")
+
+
+def test_call_rounds_times_each_call_after_the_warmup() -> None:
+    calls: list = []
+    rounds = call_rounds(calls.append, torch.ones(1), runs=4, warmup=2)
+    assert len(rounds) == 4 and len(calls) == 6 and all(r > 0 for r in rounds)
+    with pytest.raises(ValueError, match="runs must be >= 2"):
+        call_rounds(calls.append, torch.ones(1), runs=1)

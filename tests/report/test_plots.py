@@ -75,14 +75,30 @@ def test_metric_vs_disk_distinguishes_storage(rows: pd.DataFrame) -> None:
 
 
 def test_metric_vs_latency(rows: pd.DataFrame) -> None:
-    texts = check(plots.metric_vs_latency_figure(lab_rows(rows), "accuracy", "t"), legend_has=["random"])
-    assert "ms" in texts["axes"][0]["xlabel"]
+    lab = lab_rows(rows)
+    fig = plots.metric_vs_latency_figure(lab, "accuracy", "t")
+    texts = check(fig, legend_has=["random"])
+    assert texts["axes"][0]["xlabel"] == "Latency, median per batch (ms, log scale)"
+    shown = {float(x) for line in fig.axes[0].get_lines() for x in line.get_xdata()}
+    assert shown == {1e3 * v for v in lab["latency_median_s"]}  # the medians, not the means
+
+
+def test_latency_plots_of_json_without_medians_show_the_means(rows: pd.DataFrame) -> None:
+    old = lab_rows(rows).assign(latency_median_s=float("nan"))
+    fig = plots.metric_vs_latency_figure(old, "accuracy", "t")
+    assert plots.figure_texts(fig)["axes"][0]["xlabel"] == "Latency, mean per batch (ms, log scale)"
+    assert {float(x) for line in fig.axes[0].get_lines() for x in line.get_xdata()} == {
+        1e3 * v for v in old["latency_mean_s"]
+    }
+    assert "means" in plots.figure_texts(plots.speedup_figure(old, "t"))["axes"][0]["title"]
 
 
 def test_runtime_latency_has_both_runtimes_and_batches(rows: pd.DataFrame) -> None:
     fig = plots.runtime_latency_figure(rows, "t")
     texts = check(fig, legend_has=["imp-rewind / torch", "imp-rewind / onnxruntime"])
     assert [ax["title"] for ax in texts["axes"]] == ["batch 1 (latency)", "batch 64 (throughput)"]
+    assert "median" in texts["axes"][0]["ylabel"]
+    assert all(ax.collections for ax in fig.axes[:2])  # a band between the quartiles under each line
 
 
 def test_speedup_and_flops(rows: pd.DataFrame) -> None:

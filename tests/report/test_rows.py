@@ -41,7 +41,7 @@ def entry(name: str = "test_x", stats: dict[str, Any] | None = None, **extra: An
 
 
 STATS = {"mean": 0.002, "stddev": 0.0001, "median": 0.0019, "min": 0.0015, "max": 0.004, "iqr": 0.0002}
-STATS |= {"rounds": 40, "ops": 500.0, "q1": 0.0018, "total": 0.08}
+STATS |= {"rounds": 40, "ops": 500.0, "q1": 0.0018, "q3": 0.002, "total": 0.08, "ld15iqr": 0.0016}
 
 
 # ---------------------------------------------------------------- scalars
@@ -85,7 +85,8 @@ def test_rows_map_stats_to_latency_columns() -> None:
     for stat, column in STATS_COLUMNS.items():
         assert row[column] == pytest.approx(STATS[stat]), column
     assert {"latency_mean_s", "latency_std_s", "latency_median_s", "ops_per_s", "rounds"} <= set(rows.columns)
-    assert "q1" not in rows.columns and "total" not in rows.columns  # only the mapped stats
+    assert not {"q1", "total", "ld15iqr"} & set(rows.columns)  # only the mapped stats
+    assert (row["latency_q1_s"], row["latency_q3_s"]) == (0.0018, 0.002)
     assert bool(row["has_stats"])
 
 
@@ -346,3 +347,26 @@ def test_runtime_table_puts_runtimes_and_thread_counts_side_by_side() -> None:
     first = table.iloc[0]
     assert (first["torch / 1t"], first["executorch / 1t"], first["executorch / 4t"]) == (30.0, 20.0, 8.0)
     assert runtime_table(rows[rows["batch_size"] == 256]).empty
+
+
+# ---------------------------------------------------------------- JSON without medians
+def test_json_without_medians_still_renders_its_means_and_says_so(tmp_path) -> None:
+    from prunelib.report.writer import write_run_report
+    from tests.report.test_writer import make_bench, make_sweep
+
+    bench = make_bench(make_sweep(methods=("imp-rewind",), iterations=3, runtimes=("torch",), batches=(1,)))
+    for e in bench["benchmarks"]:
+        for key in ("median", "iqr", "q1", "q3"):
+            del e["stats"][key]
+    rows = benchmark_rows(bench)
+    assert rows["latency_median_s"].isna().all() and rows["has_stats"].all()
+    assert any(n.startswith("3 timed entries have no median latency") for n in missing_notes(bench, rows))
+    readme = (write_run_report(bench, tmp_path) / "README.md").read_text()
+    assert "Latency, mean (s)" in readme and "Latency std (s)" in readme and "(means; no interval)" in readme
+    assert "3 timed entries have no median latency" in readme
+
+
+def test_the_lab_schedule_carries_the_median_its_iqr_and_rounds() -> None:
+    stats = {"mean": 2e-3, "stddev": 1e-3, "median": 1.5e-3, "iqr": 2e-4, "rounds": 30}
+    frame = schedule_frame(benchmark_rows({"benchmarks": [entry(stats=stats)]}), "accuracy")
+    assert (frame.loc[0, ["latency_median_s", "latency_iqr_s", "rounds"]] == [1.5e-3, 2e-4, 30]).all()

@@ -130,3 +130,41 @@ def test_knee_and_every_lower_sparsity_pass_and_the_next_fails(drops: list[float
     assert all(v >= 0.9 - tol - 1e-9 for v in values[: k + 1])
     if k + 1 < len(values):
         assert values[k + 1] < 0.9 - tol - 1e-9
+
+
+# ---------------------------------------------------------------- speed-up shown as evidence
+def timed(df: pd.DataFrame, median: list[float], iqr: list[float], rounds: int = 200) -> pd.DataFrame:
+    return df.assign(latency_median_s=median, latency_iqr_s=iqr, rounds=rounds)
+
+
+def test_a_speed_up_is_shown_with_its_interval_when_the_interval_excludes_one() -> None:
+    df = timed(sweep([0.98, 0.98, 0.98]), [2e-3, 1.5e-3, 1e-3], [1e-4, 1e-4, 1e-4])
+    row = find_knee(df).iloc[0]
+    assert row["latency_stat"] == "median" and row["speedup"] == pytest.approx(2.0)
+    assert row["latency_knee_s"] == 1e-3 and row["speedup_ci_method"] == "approx"
+    assert 1.0 < row["speedup_low"] < 2.0 < row["speedup_high"]
+    cell = knee_table(find_knee(df))["Speed-up (x)"].iloc[0]
+    assert cell == f"2.00 (approx. 95 % CI {row['speedup_low']:.2f}-{row['speedup_high']:.2f})"
+
+
+def test_noise_as_large_as_the_change_shows_no_measurable_change() -> None:
+    """The mean of noisy rounds made dense kernels look 0.9-2.2x faster; the medians' interval holds 1.0."""
+    df = timed(sweep([0.98, 0.98, 0.98]), [3.0e-5, 3.0e-5, 2.9e-5], [2e-6, 2e-6, 2e-6], rounds=20)
+    df["latency_mean_s"] = [6.6e-5, 4.0e-5, 3.0e-5]  # a few slow rounds in the dense model's 0.25 s
+    row = find_knee(df).iloc[0]
+    assert row["speedup"] == pytest.approx(3.0 / 2.9) and row["speedup_low"] < 1.0 < row["speedup_high"]
+    cell = knee_table(find_knee(df))["Speed-up (x)"].iloc[0]
+    assert cell.startswith("no measurable change (approx. 95 % CI ")
+
+
+def test_a_sweep_saved_without_medians_compares_means_and_says_so() -> None:
+    row = find_knee(sweep([0.98] * 3)).iloc[0]
+    assert row["latency_stat"] == "mean" and math.isnan(row["speedup_low"]) and row["speedup_ci_method"] == "none"
+    cell = knee_table(find_knee(sweep([0.98] * 3)))["Speed-up (x)"].iloc[0]
+    assert cell == f"{row['speedup']:.2f} (means; no interval)"
+
+
+def test_medians_without_rounds_or_iqr_are_shown_without_an_interval() -> None:
+    df = sweep([0.98] * 3).assign(latency_median_s=[2e-3, 1.5e-3, 1e-3])
+    cell = knee_table(find_knee(df))["Speed-up (x)"].iloc[0]
+    assert cell == "2.00 (no interval: rounds or IQR not saved)"

@@ -20,6 +20,8 @@ def sweep_frame(metric: str = "accuracy", extra: dict | None = None) -> pd.DataF
         metric: [0.981234, 0.97651, 0.9],
         "latency_mean_s": [1.23456e-4, 9.87654e-5, 0.5],
         "latency_std_s": [1.2345e-6, 3.21e-6, 0.01234],
+        "latency_median_s": [1.13456e-4, 9.57654e-5, 0.45],
+        "latency_iqr_s": [2.345e-6, 1.21e-6, 0.02234],
         "params_total": [266_610] * 3,
         "params_nonzero": [266_610, 178_764, 119_888],
         "disk_dense_bytes": [1_067_456, 1_067_456, 1_067_456],
@@ -37,6 +39,8 @@ def test_sweep_columns_are_the_lab_columns_then_the_deploy_columns() -> None:
         "accuracy",
         "latency_mean_s",
         "latency_std_s",
+        "latency_median_s",
+        "latency_iqr_s",
         "params_total",
         "params_nonzero",
         "disk_dense_bytes",
@@ -60,16 +64,33 @@ def test_lab_table_columns_units_and_rounding() -> None:
         "Accuracy",
         "Latency (s)",
         "Disk Size (MB)",
-        "Latency std (s)",
+        "Latency IQR (s)",
         "Dense size (MB)",
     ]
     assert table["Iteration"].tolist() == [0, 1, 2]
     assert table["Sparsity (%)"].tolist() == [0.0, 33.0, 55.1]
     assert table["Accuracy"].tolist() == [0.9812, 0.9765, 0.9]
-    assert table["Latency (s)"].tolist() == [1.23e-4, 9.88e-5, 0.5]  # three significant digits
+    assert table["Latency (s)"].tolist() == [1.13e-4, 9.58e-5, 0.45]  # the median, three significant digits
     assert table["Disk Size (MB)"].tolist() == [5.335, 3.576, 2.4]  # the lab's sparse COO figure, 10^6 bytes
-    assert table["Latency std (s)"].tolist() == [1.2e-6, 3.2e-6, 0.012]
+    assert table["Latency IQR (s)"].tolist() == [2.3e-6, 1.2e-6, 0.022]
     assert table["Dense size (MB)"].tolist() == [1.067] * 3
+
+
+@pytest.mark.parametrize("missing", ["column", "values"])
+def test_a_sweep_saved_without_medians_shows_its_means_and_says_so(missing: str) -> None:
+    df = sweep_frame()
+    old = df.drop(columns=["latency_median_s", "latency_iqr_s"]) if missing == "column" else df
+    if missing == "values":
+        old = df.assign(latency_median_s=[1e-4, None, None])  # one table never mixes medians and means
+    table = lab_table(old)
+    assert "Latency (s)" not in table.columns and "Latency IQR (s)" not in table.columns
+    assert table["Latency, mean (s)"].tolist() == [1.23e-4, 9.88e-5, 0.5]
+    assert table["Latency std (s)"].tolist() == [1.2e-6, 3.2e-6, 0.012]
+
+
+def test_untimed_rows_keep_the_median_header() -> None:
+    untimed = sweep_frame().assign(latency_mean_s=math.nan, latency_median_s=math.nan)
+    assert lab_table(untimed)["Latency (s)"].isna().all()
 
 
 def test_lab_table_for_speech_and_compact_sizes() -> None:
@@ -96,7 +117,7 @@ def test_lab_table_of_a_familys_own_metric() -> None:
 
 
 def test_lab_table_needs_only_the_lab_columns() -> None:
-    minimal = sweep_frame()[["iteration", "sparsity", "accuracy", "latency_mean_s", "disk_sparse_bytes"]]
+    minimal = sweep_frame()[["iteration", "sparsity", "accuracy", "latency_median_s", "disk_sparse_bytes"]]
     assert list(lab_table(minimal).columns) == [
         "Iteration",
         "Sparsity (%)",

@@ -19,7 +19,7 @@ from prunelib.sweep.runner import Timing, measure, run_sweep
 from prunelib.sweep.spec import SweepSpec
 
 FAST = Timing(runs=2, warmup=0)
-LATENCY = ["latency_mean_s", "latency_std_s"]
+LATENCY = ["latency_mean_s", "latency_std_s", "latency_median_s", "latency_iqr_s"]
 UNSTRUCTURED = [n for n, s in SCHEDULES.items() if not s.structured]
 STRUCTURED = [n for n, s in SCHEDULES.items() if s.structured]
 
@@ -145,6 +145,7 @@ def test_measure_restores_the_thread_count_and_adds_latency(loaded: Loaded, runt
     assert torch.get_num_threads() == before
     assert set(row) == set(sweep_columns("accuracy")) - {"iteration"}
     assert row["latency_mean_s"] > 0 and row["latency_std_s"] >= 0
+    assert row["latency_median_s"] > 0 and row["latency_iqr_s"] >= 0
 
 
 def test_sst2_sweep_on_real_phrases(sst2_root: Path) -> None:
