@@ -80,7 +80,7 @@ class Suite:
         with one line (no traceback) naming the data set, the file and the problem; it is read
         once, not once per test.
         """
-        key = (spec.family, spec.dataset, spec.model, spec.seed, spec.quick, spec.data_dir)
+        key = (spec.family, spec.dataset, spec.model, spec.seed, spec.quick, spec.data_dir, spec.max_tokens)
         if key not in self._loaded and key not in self._unreadable:
             try:
                 self._loaded[key] = load(spec)
@@ -118,6 +118,7 @@ def suite_of(config: pytest.Config) -> Suite:
             "unit_criterion",
             "unit_scope",
             "unit_round",
+            "max_tokens",
             "cooldown",
             "cooldown_below",
         ):

@@ -19,9 +19,11 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_documented_bench_options_are_registered() -> None:
     from prunelib.plugin.options import OPTIONS
 
-    registered = {flag for flag, _, _ in OPTIONS} | {"--prune-data-dir", "--prune-quick", "--prune-embeddings"}
+    flags = {"--prune-data-dir", "--prune-quick", "--prune-embeddings", "--prune-keep-hostname"}
+    registered = {flag for flag, _, _ in OPTIONS} | flags
     documented = set(re.findall(r"`(--prune-[a-z-]+)", (ROOT / "README.md").read_text()))
     assert documented and documented <= registered, f"README documents unknown options {documented - registered}"
+    assert registered <= documented, f"README's options table lacks {registered - documented}"
 
 
 def test_bench_and_test_modules_have_distinct_names() -> None:

@@ -72,6 +72,14 @@ def add_family_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="fixes the data split, initial weights, batch order and random masks (default: 0)",
     )
+    p.add_argument(
+        "--max-tokens",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="token data sets (sst2) cut every sentence to at most N tokens, so one long row cannot set the "
+        "padded width and memory of all (default: the family's, 64 for sst2; its longest row has 52)",
+    )
     p.add_argument("--train-subset", type=positive, default=None, help="train on at most this many examples (seeded)")
     p.add_argument(
         "--eval-count", type=positive, default=None, help="evaluate on at most this many examples (speech: utterances)"

@@ -198,7 +198,7 @@ def _sweep_one(family: Family, args: argparse.Namespace, method: str, timing: An
         args.iterations if args.iterations is not None else family.iterations,
         seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
         unit_criterion=args.unit_criterion if structured else "l2", unit_scope=args.unit_scope if structured else "layer",
-        unit_round=args.unit_round if structured else 1,
+        unit_round=args.unit_round if structured else 1, max_tokens=args.max_tokens,
     )  # fmt: skip
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
     frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)
@@ -273,8 +273,9 @@ def run_sensitivity_command(args: argparse.Namespace) -> int:
         raise CliError(f"{out / 'sensitivity.csv'} exists: choose a new --out (earlier runs are never overwritten)")
     check_output_dir(out, "--out")
     spec = SweepSpec(
-        args.family, args.dataset, args.model, "no-retrain", family.amount, 0, seed=args.seed, data_dir=args.data_dir
-    )
+        args.family, args.dataset, args.model, "no-retrain", family.amount, 0, seed=args.seed, data_dir=args.data_dir,
+        max_tokens=args.max_tokens,
+    )  # fmt: skip
     loaded = _loaded(family, spec, args)
     model = loaded.fresh(spec)
     family.train(model, loaded.data, loaded.hparams, spec.seed, "dense")

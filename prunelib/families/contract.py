@@ -137,6 +137,8 @@ class Family(ABC):
         name: registry name (``--family NAME``).
         metric: the primary :class:`Metric`.
         datasets: data sets this family reads (``--dataset``); the first is the default.
+        token_datasets: those of :attr:`datasets` made of token sequences, whose length
+            ``--max-tokens`` caps: :meth:`load_data` then takes a keyword ``max_tokens``.
         models: model presets (the first is the default); :meth:`check_model` may accept more.
         runtimes / precisions: what its models can be deployed on (subsets of :data:`ALL_RUNTIMES`,
             :data:`ALL_PRECISIONS`). ``executorch`` lowers the deployed module itself with
@@ -163,6 +165,7 @@ class Family(ABC):
     name: ClassVar[str]
     metric: ClassVar[Metric]
     datasets: ClassVar[tuple[str, ...]]
+    token_datasets: ClassVar[tuple[str, ...]] = ()
     models: ClassVar[tuple[str, ...]]
     runtimes: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "executorch")
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
@@ -191,7 +194,9 @@ class Family(ABC):
     def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> Any:
         """The data splits (any object the family's own methods understand), seeded by ``seed``.
 
-        ``data_dir`` is the data root (one folder per data set) or ``None`` for embedded data.
+        ``data_dir`` is the data root (one folder per data set) or ``None`` for embedded data. For
+        a data set in :attr:`token_datasets`, a user's ``--max-tokens`` arrives as the keyword
+        ``max_tokens`` (the family's own cap otherwise).
         Raises ``FileNotFoundError``/``ValueError`` naming the missing or malformed file.
         """
 

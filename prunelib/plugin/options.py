@@ -56,6 +56,12 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "structured methods round the units each group keeps to a multiple of N, e.g. 8 for SIMD-friendly widths (default 1)",
     ),
     (
+        "--prune-max-tokens",
+        "prune_max_tokens",
+        "token data sets (sst2) cut every sentence to at most N tokens, so one long row cannot set the padded "
+        "width and memory of all (default 64; SST-2's longest row has 52)",
+    ),
+    (
         "--prune-runtimes",
         "prune_runtimes",
         "runtimes timed: torch, onnxruntime, torch-sparse, executorch (pip install prunelib[executorch]) (default torch,onnxruntime)",

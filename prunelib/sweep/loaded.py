@@ -49,7 +49,7 @@ def load(spec: SweepSpec) -> Loaded:
     """Resolve ``spec``'s family, check its data set and model, and load the data.
 
     Raises:
-        ValueError: unknown family, data set or model (named).
+        ValueError: unknown family, data set or model (named), or ``max_tokens`` on data that has no tokens.
         DataError: the data dir or a data file is missing or malformed (named). A family's reader
             may raise ``OSError`` or ``ValueError`` for that; both become a :class:`DataError`
             (message kept), so a caller can tell "this data cannot be read" from other errors.
@@ -61,8 +61,16 @@ def load(spec: SweepSpec) -> Loaded:
     if reason:
         raise ValueError(reason)
     root = data_root(spec.data_dir)
+    options: dict[str, int] = {}
+    if spec.max_tokens is not None:
+        if spec.dataset not in family.token_datasets:
+            raise ValueError(
+                f"max_tokens (--max-tokens) caps token data sets ({', '.join(family.token_datasets) or 'none'} in family "
+                f"{family.name}); {spec.dataset!r} is not one"
+            )
+        options["max_tokens"] = spec.max_tokens
     try:
-        data = family.load_data(spec.dataset, spec.model, root, spec.seed, spec.quick)
+        data = family.load_data(spec.dataset, spec.model, root, spec.seed, spec.quick, **options)
     except DataError:
         raise
     except (OSError, ValueError) as exc:

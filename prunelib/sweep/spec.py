@@ -21,7 +21,8 @@ class SweepSpec:
     ``precision`` is what the cached metrics are measured at. ``embeddings`` lets unstructured
     pruning touch embedding tables too. ``unit_criterion``, ``unit_scope`` and ``unit_round`` rank,
     count and round the units of a structured method (:class:`~prunelib.pruning.structured.UnitRule`). ``data_dir`` says where the data lives and is not part
-    of any cache key (the data's content is).
+    of any cache key (the data's content is). ``max_tokens`` caps the sequence length of a token
+    data set (``None``: the family's default); like ``data_dir`` it reaches keys through the data.
     """
 
     family: str
@@ -38,6 +39,7 @@ class SweepSpec:
     unit_criterion: str = "l2"
     unit_scope: str = "layer"
     unit_round: int = 1
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         check_fraction("amount", self.amount)
@@ -45,6 +47,8 @@ class SweepSpec:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         schedule = get_schedule(self.method)  # an unknown method is an error here
         if not self.unit_rule.default and not schedule.structured:
             raise ValueError(f"unit criterion, scope and rounding apply to structured methods, not {self.method!r}")

@@ -68,6 +68,7 @@ class SuiteOptions:
     quick: bool = False
     embeddings: bool = False
     unit_rule: UnitRule = DEFAULT_RULE  # --prune-unit-criterion/-scope/-round, structured methods
+    max_tokens: int | None = None  # --prune-max-tokens: cap on a token data set's sequences (None: the family's)
     default_methods: tuple[str, ...] = LAB_METHODS  # the ini's prune_methods
 
 
@@ -196,6 +197,7 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
         quick=quick,
         embeddings=bool(get("embeddings")),
         unit_rule=unit_rule,
+        max_tokens=_int("--prune-max-tokens", get("max_tokens"), 1) if get("max_tokens") is not None else None,
         default_methods=ini_methods,
     )
 
@@ -234,6 +236,7 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
                     unit_criterion=rule.criterion,
                     unit_scope=rule.scope,
                     unit_round=rule.round_to,
+                    max_tokens=opts.max_tokens if t.dataset in family.token_datasets else None,
                 )  # fmt: skip
             )
     return specs

@@ -121,3 +121,21 @@ def test_a_readers_own_error_becomes_a_data_error_keeping_its_message(
     with pytest.raises(DataError) as info:
         load(spec())
     assert str(info.value) == str(error) and info.value.__cause__ is error
+
+
+def test_max_tokens_reaches_a_token_data_set_and_is_refused_elsewhere(
+    tmp_path: Path, write_sst2, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--max-tokens`` caps SST-2's padded width; on data without tokens it is an error, not ignored."""
+    rows = [f"{w} film {w}\t{i % 2}" for i, w in enumerate(["good", "bad", "fine", "dull"] * 5)]
+    root = write_sst2(tmp_path, rows, rows[:4])
+    common = {"dataset": "sst2", "model": "sst2-mlp", "data_dir": str(root)}
+    assert load(spec(**common)).data.in_features == 3  # the longest row, under the default cap
+    assert load(spec(**common, max_tokens=2)).data.in_features == 2
+    monkeypatch.setattr(MlpFamily, "load_data", lambda *a, **k: pytest.fail("read data for a bad spec"))
+    with pytest.raises(
+        ValueError, match=r"max_tokens \(--max-tokens\) caps token data sets \(sst2 in family mlp\); 'mnist5k'"
+    ):
+        load(spec(max_tokens=8))
+    with pytest.raises(ValueError, match="max_tokens must be >= 1, got 0"):
+        spec(**common, max_tokens=0)

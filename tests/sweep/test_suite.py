@@ -58,6 +58,16 @@ def test_every_spec_of_one_triple_shares_family_data_and_model() -> None:
     assert MLP.hparams("sst2", False) != MLP.hparams("mnist5k", False)
 
 
+def test_max_tokens_reaches_token_data_sets_only() -> None:
+    raw = {"datasets": "mnist5k:lenet300,sst2:sst2-mlp", "methods": "no-retrain"}
+    assert {s.max_tokens for s in sweep_specs(parse_options(raw))} == {None}  # the family's own cap
+    specs = sweep_specs(parse_options({**raw, "max_tokens": "16"}))
+    assert [(s.dataset, s.max_tokens) for s in specs] == [("mnist5k", None), ("sst2", 16)]
+    for bad in ("0", "many"):
+        with pytest.raises(OptionError, match="--prune-max-tokens must be"):
+            parse_options({"max_tokens": bad})
+
+
 def test_the_unit_rule_reaches_structured_methods_only() -> None:
     raw = {"methods": "imp-rewind,structured-imp-rewind", "unit_criterion": "bn-scale", "unit_scope": "global"}
     specs = sweep_specs(parse_options({**raw, "unit_round": "8"}))

@@ -22,6 +22,7 @@ class DataConfig:
     #: Token data (SST-2): every sequence is cut to at most this many tokens, so one very long row
     #: cannot set the padded width (and memory) of the whole data set. GLUE SST-2's longest row has
     #: 52 tokens, so the default cuts none of it; a cut is reported with a warning naming the file.
+    #: Users set it with ``--max-tokens`` (CLI) or ``--prune-max-tokens`` (bench).
     max_tokens: int = MAX_TOKENS
 
     def __post_init__(self) -> None:

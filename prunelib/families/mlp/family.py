@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from prunelib.families.contract import Family, Metric, Runner
-from prunelib.families.mlp.config import DataConfig, TrainConfig, default_train_config
+from prunelib.families.mlp.config import MAX_TOKENS, DataConfig, TrainConfig, default_train_config
 from prunelib.families.mlp.data import DATASETS, Splits, load_data, subset
 from prunelib.families.mlp.models import MLP, PRESETS, ModelSpec
 from prunelib.families.mlp.train import evaluate, init_model, train
@@ -38,6 +38,7 @@ class MlpFamily(Family):
     name = "mlp"
     metric = Metric("accuracy", higher_is_better=True)
     datasets = DATASETS
+    token_datasets = ("sst2",)
     models = tuple(PRESETS)
     #: The model a data set runs when none is named (others: the first of :attr:`models`). SST-2's
     #: is the lab's bag-of-words MLP, every weight prunable; ``sst2-mlp`` remains, by name.
@@ -75,10 +76,13 @@ class MlpFamily(Family):
         cfg = default_train_config(dataset)
         return replace(cfg, epochs=max(1, cfg.epochs * 2 // 5)) if quick else cfg
 
-    def load_data(self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool) -> Splits:
+    def load_data(
+        self, dataset: str, model: str, data_dir: Path | None, seed: int, quick: bool, max_tokens: int = MAX_TOKENS
+    ) -> Splits:
         train_n, test_n = QUICK_SUBSETS.get(dataset, (None, None)) if quick else (None, None)
+        root = str(data_dir) if data_dir else None
         return load_data(
-            DataConfig(dataset, str(data_dir) if data_dir else None, seed, train_subset=train_n, test_subset=test_n)
+            DataConfig(dataset, root, seed, train_subset=train_n, test_subset=test_n, max_tokens=max_tokens)
         )
 
     def subset(self, data: Splits, train: int | None, test: int | None, seed: int) -> Splits:
