@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from prunelib.cli.args import (
     positive,
     resolve_family,
 )
+from prunelib.cli.outputs import Outputs
 from prunelib.deploy.precision import PRECISIONS
 from prunelib.deploy.runtimes import RUNTIMES
 from prunelib.families.contract import Family
@@ -176,15 +178,18 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             raise CliError(f"{taken} exists: choose a new --out (earlier runs are never overwritten)")
     check_output_dir(out, "--out")  # an unwritable --out fails now, not after the sweep
     hparams_of(family, args)  # a bad --hparam fails before any data is read
-    frames = {m: _sweep_one(family, args, m, timing, folders[m]) for m in methods}
+    outputs = Outputs(out)
+    frames = {m: _sweep_one(family, args, m, timing, outputs, folders[m].relative_to(out)) for m in methods}
     title = f"{args.dataset} / {args.model}"
-    _write_plots(out / "plots", frames, family.metric.name, title)
-    print(f"wrote the lab's plots to {out / 'plots'}", file=sys.stderr)
-    return 0
+    _write_plots(outputs, frames, family.metric.name, title)
+    print(f"wrote the lab's plots to {(outputs.rescue or out) / 'plots'}", file=sys.stderr)
+    return outputs.status()
 
 
-def _sweep_one(family: Family, args: argparse.Namespace, method: str, timing: Any, out: Path) -> pd.DataFrame:
-    """One method's sweep into ``out``: results.csv, results.md, initial.safetensors. Returns its rows."""
+def _sweep_one(
+    family: Family, args: argparse.Namespace, method: str, timing: Any, outputs: Outputs, folder: Path
+) -> pd.DataFrame:
+    """One method's sweep into ``folder`` of ``outputs``: results.csv, results.md, initial.safetensors. Returns its rows."""
     from safetensors.torch import save_file
 
     from prunelib.fileio import write_atomic
@@ -202,32 +207,30 @@ def _sweep_one(family: Family, args: argparse.Namespace, method: str, timing: An
     )  # fmt: skip
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
     frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "initial.safetensors", lambda p: save_file(init, str(p)))
+    outputs.save(folder / "initial.safetensors", lambda p: write_atomic(p, lambda tmp: save_file(init, str(tmp))))
     title = (
         f"# {spec.dataset} / {spec.model} / {spec.method} (family {spec.family}, amount {spec.amount}, "
         f"seed {spec.seed}) — {timing.runtime}, {timing.precision}\n\n"
     )
-    write_text_atomic(out / "results.csv", frame.to_csv(index=False))
+    csv = outputs.save(folder / "results.csv", lambda p: write_text_atomic(p, frame.to_csv(index=False)))
     table = to_markdown(wide_table(frame, family.metric))
-    write_text_atomic(out / "results.md", title + table)
+    md = outputs.save(folder / "results.md", lambda p: write_text_atomic(p, title + table))
     print(title + table, end="")
-    print(f"wrote {out / 'results.csv'} and {out / 'results.md'}", file=sys.stderr)
+    print(f"wrote {csv} and {md}", file=sys.stderr)
     return frame
 
 
-def _write_plots(folder: Path, frames: dict[str, pd.DataFrame], metric: str, title: str) -> None:
+def _write_plots(outputs: Outputs, frames: dict[str, pd.DataFrame], metric: str, title: str) -> None:
     """The lab's three plots, one line per method: the metric against sparsity, disk size and latency."""
     from prunelib.report import plots
 
     rows = pd.concat([f.assign(method=m) for m, f in frames.items()], ignore_index=True)
-    folder.mkdir(parents=True, exist_ok=True)
     for name, draw in (
         ("metric-vs-sparsity", plots.metric_vs_sparsity_figure),
         ("metric-vs-disk", plots.metric_vs_disk_figure),
         ("metric-vs-latency", plots.metric_vs_latency_figure),
     ):
-        plots.save_png(draw(rows, metric, title), folder / f"{name}.png")
+        outputs.save(Path("plots") / f"{name}.png", functools.partial(plots.save_png, draw(rows, metric, title)))
 
 
 def add_sensitivity_parser(sub: argparse._SubParsersAction) -> None:
@@ -280,15 +283,18 @@ def run_sensitivity_command(args: argparse.Namespace) -> int:
     model = loaded.fresh(spec)
     family.train(model, loaded.data, loaded.hparams, spec.seed, "dense")
     frame = family_sensitivity(family, model.eval(), loaded.data, levels, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "sensitivity.csv", frame.to_csv(index=False))
+    outputs = Outputs(out)
+    csv = outputs.save("sensitivity.csv", lambda p: write_text_atomic(p, frame.to_csv(index=False)))
     summary = sensitivity_summary(frame, family.metric)
     title = f"{args.dataset} / {args.model}: sensitivity"
-    write_text_atomic(out / "sensitivity.md", f"# {title}\n\n{summary}\n\n" + to_markdown(frame))
-    plots.save_png(plots.sensitivity_figure(frame, family.metric.name, title), out / "sensitivity.png")
+    md = outputs.save(
+        "sensitivity.md", lambda p: write_text_atomic(p, f"# {title}\n\n{summary}\n\n" + to_markdown(frame))
+    )
+    figure = plots.sensitivity_figure(frame, family.metric.name, title)
+    png = outputs.save("sensitivity.png", lambda p: plots.save_png(figure, p))
     print(summary)
-    print(f"wrote {out / 'sensitivity.csv'}, {out / 'sensitivity.md'} and {out / 'sensitivity.png'}", file=sys.stderr)
-    return 0
+    print(f"wrote {csv}, {md} and {png}", file=sys.stderr)
+    return outputs.status()
 
 
 __all__ = ["Parser", "add_sensitivity_parser", "add_sweep_parser"]
