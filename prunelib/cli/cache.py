@@ -117,10 +117,19 @@ def inspect(folder: Path, orphan_age_s: float) -> Item:
     kind = kind_of(name)
     reason = entries.problem(folder, required_files(kind, folder))
     try:
-        label = str(entries.read_manifest(folder).get("label", "-"))
+        manifest = entries.read_manifest(folder)
     except ValueError:
-        label = "-"
-    return Item(folder, kind, label, size, "corrupt" if reason else "ok", reason or "")
+        manifest = {}
+    return Item(folder, kind, _label(manifest), size, "corrupt" if reason else "ok", reason or "")
+
+
+def _label(manifest: dict) -> str:
+    """The entry's label, with a sweep's schedule and seed (two sweeps may share a label at other amounts)."""
+    label = str(manifest.get("label", "-"))
+    spec = manifest.get("spec")
+    if manifest.get("kind") == "sweep" and isinstance(spec, dict):
+        label += f" ({spec.get('iterations')} x {spec.get('amount')}, seed {spec.get('seed')})"
+    return label
 
 
 def megabytes(size: int) -> str:

@@ -68,6 +68,7 @@ def test_list_shows_kind_label_size_and_state(base: Path, capsys) -> None:
     sweep = next(line for line in lines if "sweep-" in line)
     assert dense.split()[:2] == ["ok", "dense"] and "mnist5k-lenet300 dense" in dense
     assert sweep.split()[:2] == ["ok", "sweep"] and SPEC.label in sweep and " MB" in sweep
+    assert f"({SPEC.iterations} x {SPEC.amount}, seed {SPEC.seed})" in sweep  # sweeps at other amounts differ
 
 
 def test_list_of_an_empty_cache_says_so(tmp_path: Path, capsys) -> None:
