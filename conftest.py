@@ -75,6 +75,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     if outcome.report is not None:
         terminalreporter.write_sep("-", f"prunelib report: {outcome.report}")
+    if outcome.dashboard is not None:
+        terminalreporter.write_sep("-", f"prunelib runs over time: {outcome.dashboard}")
     for line in outcome.problems:
         terminalreporter.write_line(f"prunelib: error: {line}", red=True)
     if outcome.rescue is not None:

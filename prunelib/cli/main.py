@@ -1,4 +1,4 @@
-"""``python -m prunelib``: sweep, sensitivity, families, cache, compare, report. One entry point; sub-commands map to stages.
+"""``python -m prunelib``: sweep, sensitivity, families, cache, compare, report, history. One entry point; sub-commands map to stages.
 
 Exit status, the same for every sub-command:
 
@@ -21,6 +21,7 @@ import traceback
 from prunelib.cli.args import CliError, Parser
 from prunelib.cli.cache import add_cache_parser
 from prunelib.cli.families import add_families_parser
+from prunelib.cli.history import add_history_parser
 from prunelib.cli.report import add_report_parser
 from prunelib.cli.sweep import add_sensitivity_parser, add_sweep_parser
 from prunelib.families.contract import Unsupported
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="compare pytest-benchmark runs (metric, latency, size); see 'compare --help'", add_help=False
     )
     add_report_parser(sub)
+    add_history_parser(sub)
     return parser
 
 

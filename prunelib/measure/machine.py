@@ -17,6 +17,7 @@ from typing import Any, cast
 
 #: Packages whose versions matter to a latency number (reported only when installed).
 VERSION_PACKAGES: tuple[str, ...] = (
+    "prunelib",  # the history (prunelib history) shows which prunelib timed a run
     "torch",
     "onnxruntime",
     "numpy",

@@ -94,6 +94,12 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "folder receiving one report folder per run plus a 'latest' link (default reports/)",
     ),
     (
+        "--prune-history",
+        "prune_history",
+        "folder of the runs-over-time dashboard (index.html), redrawn at the end of every run from --prune-reports "
+        "and pytest-benchmark's storage; each report links to it (needs prunelib[history]; default: off)",
+    ),
+    (
         "--prune-cache-dir",
         "prune_cache_dir",
         "checkpoint cache (default $PRUNELIB_CACHE_DIR/bench or ~/.cache/prunelib/bench)",

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from prunelib.fileio import OutputPathError, check_output_dir, check_output_file, rescue_folder, write_text_atomic
+from prunelib.plugin.history import check_history, history_note, refresh_history
 from prunelib.plugin.options import prune_option
 from prunelib.plugin.records import RECORDS, records_to_json
 from prunelib.report.writer import RECORDS_KEY
@@ -33,6 +34,7 @@ class Outcome:
     report: Path | None = None
     rescue: Path | None = None
     problems: tuple[str, ...] = ()
+    dashboard: Path | None = None
 
 
 OUTPUT_JSON = pytest.StashKey[dict[str, Any]]()
@@ -65,6 +67,7 @@ def check_outputs(config: pytest.Config, cache_root: Path) -> None:
         check_output_dir(cache_root, cache_option(config))
     except OutputPathError as exc:
         raise pytest.UsageError(str(exc)) from None
+    check_history(config, reports_root(config))
 
 
 def keep_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
@@ -136,14 +139,18 @@ def finish_session(
             problems.append(f"could not write {where} ({json_error}); saved it as {saved}")
         else:
             problems.append(f"could not write {where} ({json_error}); pytest-benchmark had produced no JSON")
-    report = None
+    report = dashboard = None
     if bench is not None:
         root = reports_root(config)
+        note = history_note(config, root)
+        links = (note,) if note else ()
         try:
-            report = write_run_report(bench, root, extra=extras)
+            report = write_run_report(bench, root, extra=extras, links=links)
         except OSError as exc:
-            report = write_run_report(bench, rescue_of(config), extra=extras)
+            report = write_run_report(bench, rescue_of(config), extra=extras, links=links)
             problems.append(f"could not write the report under --prune-reports {root} ({exc}); saved it in {report}")
+        dashboard, problem = refresh_history(config, root)
+        problems += [problem] if problem else []
     for line in problems:
         print(f"prunelib: error: {line}", file=sys.stderr)
-    return Outcome(report, config.stash.get(RESCUE, None), tuple(problems))
+    return Outcome(report, config.stash.get(RESCUE, None), tuple(problems), dashboard)

@@ -295,6 +295,7 @@ def write_run_report(
     extra: dict[str, pd.DataFrame] | None = None,
     run_name: str | None = None,
     knee_tolerance: float = 0.01,
+    links: tuple[str, ...] = (),
 ) -> Path:
     """Write a run's report into a new folder under ``reports_root`` and point ``latest`` at it.
 
@@ -306,6 +307,7 @@ def write_run_report(
             also gets a plot, every frame gets a CSV and a markdown table.
         run_name: readable id for the folder (``<UTC timestamp>-<run_name>``); default random.
         knee_tolerance: accuracy/WER tolerance of the knee table, fraction (0.01 = 1 point).
+        links: markdown lines put under the run's header (the bench: where the runs-over-time dashboard is).
 
     Returns:
         The new folder. Existing folders are never modified; ``latest`` (or ``LATEST``) is.
@@ -330,6 +332,7 @@ def write_run_report(
             f"Benchmarks recorded {bench.get('datetime', 'n/a')} with pytest-benchmark {bench.get('version', 'n/a')}; "
             f"commit `{commit.get('id', 'n/a')}`{' (dirty)' if commit.get('dirty') else ''}; {len(rows)} entries.",
             "",
+            *[line for link in links for line in (link, "")],
         ]
         machine = machine_from_benchmark_info(bench.get("machine_info") or {})
         w.lines += [machine_markdown(machine), *throttle_warning(rows)]

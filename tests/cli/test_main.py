@@ -42,10 +42,10 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
 def test_sub_commands_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(["--help"], capsys)
     assert code == 0
-    for command in ("sweep", "sensitivity", "families", "cache", "compare", "report"):
+    for command in ("sweep", "sensitivity", "families", "cache", "compare", "report", "history"):
         assert command in out
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"sweep", "sensitivity", "families", "cache", "compare", "report"}
+    assert set(sub.choices) == {"sweep", "sensitivity", "families", "cache", "compare", "report", "history"}
 
 
 @pytest.mark.parametrize(
