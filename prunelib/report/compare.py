@@ -341,14 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points (default: 1.0)",
+        help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points; "
+        "keys whose baseline ran several seeds are judged by their interval instead (default: 1.0)",
     )
     parser.add_argument(
         "--max-wer-rise-points",
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points (default: 1.0)",
+        help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points "
+        "(one baseline seed, as above) (default: 1.0)",
     )
     parser.add_argument(
         "--max-latency-increase-pct",

@@ -51,9 +51,15 @@ def several_seeds(rows: pd.DataFrame) -> bool:
 
 
 def _keys(rows: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """The ``by`` keys present; raises ValueError without ``iteration`` or when a seed repeats a key's row."""
     keys = [k for k in by if k in rows]
     if "iteration" not in keys:
         raise ValueError(f"rows need an 'iteration' column to be grouped over seeds; have {list(rows.columns)}")
+    if SEED in rows and rows.duplicated([*keys, SEED]).any():
+        raise ValueError(
+            f"one row per ({', '.join(keys)}, seed) expected, e.g. runtime torch, batch 1, fp32 "
+            "(prunelib.report.rows.lab_rows); other runtimes' rows would count as extra seeds"
+        )
     return keys
 
 
@@ -129,6 +135,10 @@ def separated(
     confidence: float = CONFIDENCE,
 ) -> pd.DataFrame:
     """Does method ``better`` beat ``worse`` beyond the seeds' noise, iteration by iteration?
+
+    ``rows``: one per (method, iteration, seed) of one (dataset, model), e.g.
+    ``prunelib.report.rows.lab_rows(benchmark_rows(bench))`` of a run's JSON, or the CLI's results
+    frames with a ``method`` and ``seed`` column each.
 
     For each iteration both methods ran at sparsity >= ``min_sparsity`` (``better``'s median over
     seeds): ``better_bound`` is ``better``'s pessimistic end (its interval's lower bound for

@@ -84,6 +84,9 @@ def test_missing_iteration_or_value_raises() -> None:
         mean_over_seeds(pd.DataFrame({"seed": [0, 1], "accuracy": [0.9, 0.8]}), "accuracy")
     with pytest.raises(ValueError, match="wer"):
         seed_bands(seeded({0: [0.9]}), "wer")
+    twice = pd.concat([seeded({0: [0.9, 0.8], 1: [0.9, 0.7]})] * 2, ignore_index=True)  # e.g. two runtimes
+    with pytest.raises(ValueError, match="one row per"):
+        mean_over_seeds(twice, "accuracy")
 
 
 def test_separated_compares_a_lower_bound_with_an_upper_bound_at_high_sparsity() -> None:
