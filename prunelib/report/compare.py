@@ -217,7 +217,8 @@ def compare_runs(
         table, run_notes = run_table(bench, name)
         tables.append(table)
         notes += run_notes
-        history_parts.append(table.reset_index().assign(run_index=i, run_label=f"{i}: {_label(bench, name)}"))
+        flat = table.reset_index().drop(columns=list(noise.PER_SEED_COLUMNS))  # history: one number per cell
+        history_parts.append(flat.assign(run_index=i, run_label=f"{i}: {_label(bench, name)}"))
     history = pd.concat(history_parts, ignore_index=True) if history_parts else pd.DataFrame()
 
     base, last = tables[0], tables[-1]

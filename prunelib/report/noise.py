@@ -56,6 +56,8 @@ KEY_COLUMNS: tuple[str, ...] = (
     "rounds",
     "rounds_data",
 )
+#: Columns of :func:`per_key` holding a tuple per key (the seeds' values, the raw rounds): not for the history.
+PER_SEED_COLUMNS: tuple[str, ...] = ("metric_values", "rounds_data")
 EPS = 1e-9
 
 

@@ -199,6 +199,8 @@ def test_old_json_keeps_comparing_by_its_saved_rounds() -> None:
     result = compare.compare_runs([old, copy.deepcopy(old)], max_latency_increase_pct=0)
     assert result.ok and set(result.changes["latency_test"]) == {"Mann-Whitney U"}
     assert set(result.changes["metric_test"]) == {"threshold"} and (result.changes["seeds_baseline"] == 1).all()
+    assert not set(noise.PER_SEED_COLUMNS) & set(result.history.columns)  # no rounds in the history frame
+    assert {"key", "latency_median_s", "metric_value", "seeds", "run_index"} <= set(result.history.columns)
 
 
 def test_stats_helpers_of_the_table() -> None:
