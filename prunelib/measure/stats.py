@@ -10,7 +10,9 @@ tables and knee, the speed-up judge (:mod:`prunelib.measure.targets`) and a nois
   bootstrap interval, resampling both sets of rounds with a fixed seed, excludes 1.0;
 - where only summaries survive (JSON saved without ``--benchmark-save-data``), the interval is
   approximated from each median's asymptotic standard error, ``1.2533 * (IQR / 1.349) / sqrt(n)``,
-  on the log scale (marked "approx." wherever it is shown).
+  on the log scale (marked "approx." wherever it is shown);
+- a metric over seeds is a mean with a Student-t interval (:func:`t_interval`), and two timings saved
+  as summaries only (mean, stddev, rounds) are compared by Welch's t-test (:func:`welch_from_summary`).
 """
 
 from __future__ import annotations
@@ -196,3 +198,103 @@ def rounds_for(per_call_s: float, budget_s: float, min_rounds: int, max_rounds: 
     if not (math.isfinite(per_call_s) and per_call_s > 0 and math.isfinite(budget_s) and budget_s >= 0):
         return min_rounds
     return int(min(max_rounds, max(min_rounds, math.ceil(budget_s / per_call_s))))
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """The mean of ``n`` values (one per seed) and its Student-t ``confidence`` interval ``low``-``high``.
+
+    With fewer than two values there is no interval: ``low`` and ``high`` are NaN (``known`` is
+    False) and ``mean`` is the value itself (NaN for none). Values that all agree give
+    ``low == high == mean``.
+    """
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    confidence: float = CONFIDENCE
+
+    @property
+    def known(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def bound(self, higher_is_better: bool) -> float:
+        """The pessimistic end: ``low`` for a higher-is-better metric, ``high`` otherwise; the mean without an interval."""
+        if not self.known:
+            return self.mean
+        return self.low if higher_is_better else self.high
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanInterval:
+    """Mean of ``values`` (non-finite ones dropped) with its Student-t interval, ``n - 1`` degrees of freedom.
+
+    ``mean +- t(0.5 + confidence / 2, n - 1) * s / sqrt(n)`` with ``s`` the sample standard deviation,
+    as ``scipy.stats.t.interval(confidence, n - 1, mean, sem)``. See :class:`MeanInterval` for n < 2.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    x = _finite(values)
+    n = len(x)
+    if n == 0:
+        return MeanInterval(0, math.nan, math.nan, math.nan, confidence)
+    mean = float(x.mean())
+    if n < 2:
+        return MeanInterval(1, mean, math.nan, math.nan, confidence)
+    sd = float(x.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n) if sd > 0 else 0.0
+    return MeanInterval(n, mean, mean - half, mean + half, confidence)
+
+
+def one_sample_p(values: Sequence[float], value: float) -> float:
+    """Two-sided p-value of Student's one-sample t-test that ``values`` (seeds) have mean ``value``.
+
+    ``value`` lies outside :func:`t_interval` at ``confidence`` exactly when this is below
+    ``1 - confidence``. NaN with fewer than two values; 1.0 or 0.0 when the values do not vary.
+    """
+    x = _finite(values)
+    if len(x) < 2 or not math.isfinite(value):
+        return math.nan
+    if float(x.std(ddof=1)) == 0:
+        return 1.0 if float(x.mean()) == value else 0.0
+    return float(sps.ttest_1samp(x, value).pvalue)
+
+
+def welch_from_summary(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    """Two-sided p-value of Welch's t-test that two timings have equal means, from ``(mean, stddev, rounds)`` each.
+
+    For pytest-benchmark JSON saved without its rounds (``stddev`` is the sample standard deviation).
+    NaN when a figure is missing or a side has fewer than two rounds; with no spread on either
+    side, 1.0 for equal means and 0.0 otherwise.
+    """
+    (ma, sa, na), (mb, sb, nb) = a, b
+    values = (ma, sa, na, mb, sb, nb)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) or na < 2 or nb < 2:
+        return math.nan
+    if sa < 0 or sb < 0:
+        return math.nan
+    if sa == 0 and sb == 0:
+        return 1.0 if ma == mb else 0.0
+    return float(sps.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=False).pvalue)
+
+
+def pooled_summary(parts: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """``(mean, stddev, rounds)`` of the rounds of several timings taken together, from their summaries alone.
+
+    Exact for the mean and the sample standard deviation of the union (within-part plus
+    between-part spread). Parts with a missing figure or no rounds are left out; NaN figures for none.
+    """
+    ok = [(m, s, n) for m, s, n in parts if all(math.isfinite(v) for v in (m, s, n)) and n >= 1]
+    total = sum(n for _, _, n in ok)
+    if not ok:
+        return (math.nan, math.nan, 0.0)
+    mean = sum(m * n for m, _, n in ok) / total
+    if total < 2:
+        return (mean, math.nan, float(total))
+    ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for m, s, n in ok)
+    return (mean, math.sqrt(ss / (total - 1)), float(total))

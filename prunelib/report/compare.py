@@ -5,9 +5,11 @@ size budgets live here. Rows are matched by (dataset, model, method, iteration, 
 batch_size, precision) from extra_info (absent precision = fp32); the first run is the
 baseline and the last is compared with it.
 
-Timing noise: latency is compared by *median*, and flagged only when the relative increase
-passes the threshold AND the absolute increase exceeds the two runs' IQRs added together
-(where recorded), so a shift within the spread of either run does not fail a build.
+Noise (:mod:`prunelib.report.noise`): latency is compared by *median*, and flagged only when the
+relative increase passes the threshold AND exceeds the two runs' IQRs added together AND a test
+over the timing rounds (Mann-Whitney U, or Welch's t from summaries) rejects equality at
+``alpha``. Several seeds of a key are one row; its metric is flagged only outside the baseline
+seeds' interval (the threshold when the baseline ran one seed). Flagged rows name test and p-value.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from prunelib.report import plots
+from prunelib.report import noise, plots
 from prunelib.report.rows import benchmark_rows
-from prunelib.results.schema import label, row_metrics
+from prunelib.results.schema import row_metrics
 
+#: Columns of ``CompareResult.changes`` added by the noise-aware rules (:mod:`prunelib.report.noise`).
+CHANGE_COLUMNS = ["seeds_baseline", "seeds_last", "metric_test", "metric_p_value", "latency_test", "latency_p_value"]
 KEY_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "iteration", "runtime", "batch_size", "precision")
 #: Slack so that exactly-at-threshold changes (0.98 → 0.97 with a 1-point limit) pass.
 #: Numeric columns compared per key besides the metric.
@@ -122,14 +126,16 @@ def key_of(row: pd.Series) -> str | None:
 
 
 def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, list[str]]:
-    """Per-key values of one run (its metric's name, value and direction, latency median/IQR, disk size) and notes."""
+    """Per-key values of one run (its metric's name, value and direction, latency median/IQR, disk size) and notes.
+
+    Several seeds of a key make one row (:func:`prunelib.report.noise.per_key`): the metric's mean
+    and the seeds' values, the latency pooled over their rounds.
+    """
     rows = benchmark_rows(bench)
     notes: list[str] = []
     if rows.empty:
         notes.append(f"{label}: no benchmark entries")
-        return pd.DataFrame(columns=["key", "metric", "metric_value", "higher_is_better", *NUMERIC]).set_index(
-            "key"
-        ), notes
+        return pd.DataFrame(columns=["key", *noise.KEY_COLUMNS]).set_index("key"), notes
     keys = rows.apply(key_of, axis=1)
     fallback = keys.isna()
     if fallback.any():
@@ -137,13 +143,9 @@ def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, 
             f"{label}: {int(fallback.sum())} entries lack some of {', '.join(KEY_FIELDS[:-1])}; matched by test name instead"
         )
         keys = keys.where(~fallback, "name:" + rows["name"].astype(str))
-    rows = rows.assign(key=keys)
-    dup = rows["key"].duplicated()
-    if dup.any():
-        notes.append(f"{label}: {int(dup.sum())} duplicate keys (kept the first), e.g. {rows.loc[dup, 'key'].iloc[0]}")
-        rows = rows[~dup]
+    rows = noise.with_rounds(rows.assign(key=keys), bench)
     metrics = row_metrics(rows)
-    table = rows.reindex(columns=["key", *NUMERIC]).assign(
+    rows = rows.assign(
         throttled=rows["throttled"].map(lambda v: v is True or str(v).lower() == "true").to_numpy()
         if "throttled" in rows
         else False,
@@ -151,9 +153,8 @@ def run_table(bench: dict[str, Any], label: str = "run") -> tuple[pd.DataFrame, 
         metric_value=metrics["value"].to_numpy(),
         higher_is_better=metrics["higher_is_better"].to_numpy(),
     )
-    table = table.set_index("key")
-    for c in NUMERIC:
-        table[c] = pd.to_numeric(table[c], errors="coerce")
+    table, more = noise.per_key(rows, label)
+    notes += more
     no_stats = int(table["latency_median_s"].isna().sum())
     if no_stats:
         notes.append(f"{label}: {no_stats} entries without timing stats (latency not compared)")
@@ -181,20 +182,24 @@ def compare_runs(
     max_latency_increase_pct: float = 10.0,
     max_size_increase_pct: float | None = None,
     labels: Sequence[str] | None = None,
+    alpha: float = noise.ALPHA,
 ) -> CompareResult:
     """Changes from the first run (baseline) to the last, per key, and which pass a threshold.
 
     Args:
         runs: two or more pytest-benchmark JSON dicts, oldest first.
-        max_accuracy_drop_points: a higher-is-better metric (accuracy) may fall by this many points.
-        max_wer_rise_points: a lower-is-better metric (WER) may rise by this many points.
+        max_accuracy_drop_points: a higher-is-better metric (accuracy) may fall by this many points
+            (keys whose baseline ran one seed; with several, the seeds' interval decides).
+        max_wer_rise_points: a lower-is-better metric (WER) may rise by this many points (likewise).
         max_latency_increase_pct: median latency may grow by this many percent (and is only
-            flagged when the growth also exceeds the combined IQR of both runs).
+            flagged when the growth also exceeds the combined IQR of both runs and a test rejects
+            equal timings at ``alpha``: :mod:`prunelib.report.noise`).
+        alpha: significance level of the latency test; the seeds' interval is at ``1 - alpha``.
         max_size_increase_pct: ``disk_sparse_bytes`` may grow by this many percent; None = not gated.
         labels: a name per run for messages (default: its datetime, else ``run N``).
 
     Raises:
-        ValueError: fewer than two runs, a negative threshold, or labels of the wrong length.
+        ValueError: fewer than two runs, a negative threshold, alpha outside (0, 1), or labels of the wrong length.
     """
     if len(runs) < 2:
         raise ValueError(f"need at least two runs to compare, got {len(runs)}")
@@ -202,6 +207,7 @@ def compare_runs(
     _check_limit("max_wer_rise_points", max_wer_rise_points)
     _check_limit("max_latency_increase_pct", max_latency_increase_pct)
     _check_limit("max_size_increase_pct", max_size_increase_pct, allow_none=True)
+    alpha = noise.check_alpha(alpha)
     if labels is not None and len(labels) != len(runs):
         raise ValueError(f"labels must name every run: {len(labels)} labels for {len(runs)} runs")
     names = list(labels) if labels is not None else [_label(b, f"run {i}") for i, b in enumerate(runs)]
@@ -211,7 +217,8 @@ def compare_runs(
         table, run_notes = run_table(bench, name)
         tables.append(table)
         notes += run_notes
-        history_parts.append(table.reset_index().assign(run_index=i, run_label=f"{i}: {_label(bench, name)}"))
+        flat = table.reset_index().drop(columns=list(noise.PER_SEED_COLUMNS))  # history: one number per cell
+        history_parts.append(flat.assign(run_index=i, run_label=f"{i}: {_label(bench, name)}"))
     history = pd.concat(history_parts, ignore_index=True) if history_parts else pd.DataFrame()
 
     base, last = tables[0], tables[-1]
@@ -240,35 +247,23 @@ def compare_runs(
         rec["baseline_metric"], rec["last_metric"] = bv, nv
         change = 100 * (nv - bv)
         rec["metric_change_points"] = change
-        if math.isfinite(change):
-            name = label(metric)
-            if higher and -change > max_accuracy_drop_points + EPS:
-                regressions.append(
-                    f"{key}: {name} {change:+.2f} points ({100 * bv:.2f}% -> {100 * nv:.2f}%), limit -{max_accuracy_drop_points:g}"
-                )
-            if not higher and change > max_wer_rise_points + EPS:
-                regressions.append(
-                    f"{key}: {name} {change:+.2f} points ({100 * bv:.2f}% -> {100 * nv:.2f}%), limit +{max_wer_rise_points:g}"
-                )
-        elif math.isfinite(bv) != math.isfinite(nv):
+        limit = max_accuracy_drop_points if higher else max_wer_rise_points
+        verdict = noise.metric_verdict(key, b, n, limit_points=limit, alpha=alpha)
+        rec.update(seeds_baseline=int(b["seeds"]), seeds_last=int(n["seeds"]), metric_test=verdict.test)
+        rec["metric_p_value"] = verdict.p_value
+        if verdict.flagged:
+            regressions.append(verdict.reason)
+        elif not math.isfinite(change) and math.isfinite(bv) != math.isfinite(nv):
             notes.append(f"{key}: {metric} recorded in only one of the two runs")
         lat_b, lat_n = b["latency_median_s"], n["latency_median_s"]
         rec["baseline_latency_median_s"], rec["last_latency_median_s"] = lat_b, lat_n
         pct = 100 * (lat_n / lat_b - 1) if math.isfinite(lat_b) and math.isfinite(lat_n) and lat_b > 0 else math.nan
         rec["latency_change_pct"] = pct
-        noise = sum(v for v in (b["latency_iqr_s"], n["latency_iqr_s"]) if math.isfinite(v))
-        rec["latency_noise_s"] = noise
+        rec["latency_noise_s"] = noise.combined_iqr(b, n)
         hot = [label for label, row in ((names[0], b), (names[-1], n)) if bool(row["throttled"])]
-        if math.isfinite(pct) and pct > max_latency_increase_pct + EPS and (lat_n - lat_b) > noise and hot:
-            notes.append(
-                f"{key}: median latency {pct:+.1f}% is not called a regression: the board throttled or its clock "
-                f"fell during {' and '.join(hot)} (extra_info 'throttled'); rerun cool, e.g. with --prune-cooldown"
-            )
-        elif math.isfinite(pct) and pct > max_latency_increase_pct + EPS and (lat_n - lat_b) > noise:
-            regressions.append(
-                f"{key}: median latency {pct:+.1f}% ({1e3 * lat_b:.3g} ms -> {1e3 * lat_n:.3g} ms, "
-                f"combined IQR {1e3 * noise:.2g} ms), limit +{max_latency_increase_pct:g}%"
-            )
+        judged = noise.latency_verdict(key, b, n, pct=pct, limit_pct=max_latency_increase_pct, alpha=alpha, hot=hot)
+        rec["latency_test"], rec["latency_p_value"] = judged.test, judged.p_value
+        (regressions if judged.flagged else notes).extend([judged.reason] if judged.reason else [])
         size_b, size_n = b["disk_sparse_bytes"], n["disk_sparse_bytes"]
         size_pct = (
             100 * (size_n / size_b - 1) if math.isfinite(size_b) and math.isfinite(size_n) and size_b > 0 else math.nan
@@ -292,6 +287,7 @@ def compare_runs(
             "latency_change_pct",
             "latency_noise_s",
             "size_change_pct",
+            *CHANGE_COLUMNS,
         ],
     )
     return CompareResult(changes=changes, regressions=regressions, notes=notes, history=history, labels=names)
@@ -301,21 +297,7 @@ def format_result(result: CompareResult) -> str:
     """The text ``python -m prunelib compare`` prints: a change table, notes, regressions, verdict."""
     lines = [f"baseline: {result.labels[0]}   last: {result.labels[-1]}   ({len(result.labels)} runs)", ""]
     if len(result.changes):
-        c = result.changes
-        table = pd.DataFrame(
-            {
-                "key": c["key"],
-                "metric": c["metric"],
-                "change (points)": c["metric_change_points"].map(lambda v: f"{v:+.2f}" if math.isfinite(v) else "n/a"),
-                "median latency (ms)": [
-                    f"{1e3 * a:.3g} -> {1e3 * b:.3g}" if math.isfinite(a) and math.isfinite(b) else "n/a"
-                    for a, b in zip(c["baseline_latency_median_s"], c["last_latency_median_s"])
-                ],
-                "latency (%)": c["latency_change_pct"].map(lambda v: f"{v:+.1f}" if math.isfinite(v) else "n/a"),
-                "disk size (%)": c["size_change_pct"].map(lambda v: f"{v:+.1f}" if math.isfinite(v) else "n/a"),
-            }
-        )
-        lines += [table.to_markdown(index=False, disable_numparse=True), ""]
+        lines += [noise.change_table(result.changes).to_markdown(index=False, disable_numparse=True), ""]
     else:
         lines += ["(no keys in common between the baseline and the last run)", ""]
     lines += [f"note: {n}" for n in result.notes]
@@ -332,6 +314,13 @@ def _non_negative(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
+
+
+def _level(text: str) -> float:
+    try:
+        return noise.check_alpha(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a significance level in (0, 1), got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,22 +342,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points (default: 1.0)",
+        help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points; "
+        "keys whose baseline ran several seeds are judged by their interval instead (default: 1.0)",
     )
     parser.add_argument(
         "--max-wer-rise-points",
         type=_non_negative,
         default=1.0,
         metavar="POINTS",
-        help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points (default: 1.0)",
+        help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points "
+        "(one baseline seed, as above) (default: 1.0)",
     )
     parser.add_argument(
         "--max-latency-increase-pct",
         type=_non_negative,
         default=10.0,
         metavar="PCT",
-        help="fail when median latency grows by more than this percentage AND by more than the "
-        "two runs' interquartile ranges combined (timing noise) (default: 10)",
+        help="fail when median latency grows by more than this percentage AND by more than the two runs' "
+        "interquartile ranges combined AND a test over the timing rounds rejects equality at --alpha (default: 10)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_level,
+        default=noise.ALPHA,
+        metavar="LEVEL",
+        help="significance level: latency is flagged only when Mann-Whitney U (rounds saved with "
+        "--benchmark-save-data) or else Welch's t-test (mean, stddev, rounds) gives p < LEVEL; with several seeds in "
+        "the baseline, accuracy/WER is flagged only outside their (1 - LEVEL) Student-t interval (default: 0.05)",
     )
     parser.add_argument(
         "--max-size-increase-pct",
@@ -426,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         max_latency_increase_pct=args.max_latency_increase_pct,
         max_size_increase_pct=args.max_size_increase_pct,
         labels=labels,
+        alpha=args.alpha,
     )
     sys.stdout.write(format_result(result))
     if args.history_plot is not None:

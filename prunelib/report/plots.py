@@ -23,7 +23,9 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from prunelib.fileio import write_atomic  # noqa: E402
+from prunelib.report.bands import band_note, draw_band
 from prunelib.results.schema import label, latency_stat
+from prunelib.results.seeds import mean_over_seeds
 
 if TYPE_CHECKING:
     from matplotlib.legend import Legend
@@ -168,23 +170,25 @@ def _sorted(df: pd.DataFrame, by: str = "sparsity") -> pd.DataFrame:
 
 
 def metric_vs_sparsity_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
-    """Accuracy (or WER) vs sparsity, one line per method; ``rows`` one per (method, iteration)."""
+    """Accuracy (or WER) vs sparsity, one line per method; ``rows`` one per (method, iteration[, seed]): with several
+    seeds, the mean over them and a band spanning its 95 % t interval (:mod:`prunelib.report.bands`)."""
     fig, (ax,) = new_figure()
-    data = _finite(rows, "sparsity", metric)
+    data = _finite(mean_over_seeds(rows, metric), "sparsity", metric)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
         ax.plot(100 * m["sparsity"].astype(float), 100 * m[metric].astype(float), label=method, **method_style(method))
+        draw_band(ax, m, method_style(method)["color"])
     _sparsity_axis(ax, (100 * data["sparsity"].astype(float)).tolist() if len(data) else [])
     ax.set_ylabel(metric_label(metric))
     ax.set_title(f"{title}: {label(metric)} vs sparsity")
-    _legend(ax, "method")
+    _legend(ax, "method" + band_note(data))
     return fig
 
 
 def metric_vs_disk_figure(rows: pd.DataFrame, metric: str, title: str) -> Figure:
     """Accuracy (or WER) vs size on disk (MB, log x): solid = lab's sparse COO, dashed dense, dotted compact."""
     fig, (ax,) = new_figure()
-    data = _finite(rows, metric)
+    data = _finite(mean_over_seeds(rows, metric), metric)
     for method in methods_in(data):
         m = data[data["method"] == method]
         for col, (style, fmt) in SIZE_STYLES.items():
@@ -214,7 +218,7 @@ def metric_vs_latency_figure(rows: pd.DataFrame, metric: str, title: str) -> Fig
     """Accuracy (or WER) vs median latency (ms, log x; the mean for rows saved without one), one line per method."""
     fig, (ax,) = new_figure()
     stat = latency_stat(rows)
-    data = _finite(rows, f"latency_{stat}_s", metric)
+    data = _finite(mean_over_seeds(rows, metric), f"latency_{stat}_s", metric)
     for method in methods_in(data):
         m = _sorted(data[data["method"] == method])
         x = 1e3 * m[f"latency_{stat}_s"].astype(float)

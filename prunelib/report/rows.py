@@ -127,11 +127,15 @@ def dedupe(rows: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, int]:
 
 
 def lab_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows the lab's tables are made of: runtime torch, batch size 1, fp32, one per iteration."""
+    """The rows the lab's tables are made of: runtime torch, batch size 1, fp32, one per iteration and seed.
+
+    Several seeds of a sweep stay one row each (:mod:`prunelib.results.seeds` makes their means and
+    intervals); rows without a seed count as one seed.
+    """
     batch = pd.to_numeric(rows["batch_size"], errors="coerce")
     sel = rows[(rows["runtime"].astype(str) == "torch") & (batch == 1) & is_fp32(rows)]
     sel = sel.dropna(subset=["dataset", "model", "method", "iteration"])
-    kept, _ = dedupe(sel, [*SWEEP_KEYS, "iteration"])
+    kept, _ = dedupe(sel, [*SWEEP_KEYS, "iteration", "seed"])
     return kept
 
 
@@ -153,10 +157,12 @@ def schedule_frame(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
         "disk_sparse_bytes",
     ]
     cols += [c for c in ("disk_compact_bytes", "flops", "neuron_sparsity") if c in rows and rows[c].notna().any()]
+    cols += ["seed"] if "seed" in rows else []  # several seeds: one row each, the tables take their mean
     out = rows.reindex(columns=cols).copy()
     for c in cols:
         out[c] = pd.to_numeric(out[c], errors="coerce")
-    return out.sort_values("iteration", kind="stable").reset_index(drop=True)
+    order = ["iteration", "seed"] if "seed" in out else ["iteration"]
+    return out.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def missing_notes(bench: dict[str, Any], rows: pd.DataFrame) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from prunelib.families.contract import Metric
 from prunelib.fileio import dir_mode, write_text_atomic
 from prunelib.measure.machine import machine_from_benchmark_info, machine_markdown
 from prunelib.report import layers, plots
@@ -37,6 +38,7 @@ from prunelib.report.rows import (
 )
 from prunelib.results import knee as knee_mod
 from prunelib.results.schema import label, metric_of
+from prunelib.results.seeds import mean_over_seeds, seed_count
 from prunelib.results.sensitivity import sensitivity_summary
 from prunelib.results.tables import to_markdown, wide_table
 
@@ -113,6 +115,21 @@ def throttle_warning(rows: pd.DataFrame) -> list[str]:
     ]
 
 
+def seeds_note(lab: pd.DataFrame, metric: Metric) -> list[str]:
+    """Report lines saying how several seeds are shown (none with one seed)."""
+    n = seed_count(lab)
+    if n < 2:
+        return []
+    name, end = label(metric.name), "lower" if metric.higher_is_better else "upper"
+    return [
+        f"_{n} seeds: tables show the mean {name} per iteration with its 95 % Student-t interval "
+        f"(`{name} low`, `{name} high`, `Seeds`), the plot of {name} vs sparsity a band spanning it, and the knee "
+        f"judges each iteration by the interval's {end} bound. Latency and sizes are medians over the seeds; "
+        "`results.csv` keeps one row per seed._",
+        "",
+    ]
+
+
 def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame, tolerance: float) -> None:
     """Tables, plots and knee of one (dataset, model): all its methods."""
     chosen = metric_of(rows)
@@ -124,6 +141,7 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
     knee_input = []
     if lab.empty:
         w.lines += ["_No runtime=torch, batch-1, fp32 rows: no lab table for this model._", ""]
+    w.lines += seeds_note(lab, chosen)
     for method in plots.methods_in(lab):  # same order as the plots' legends
         sweep = schedule_frame(lab[lab["method"] == method], metric)
         table = wide_table(sweep)
@@ -162,13 +180,16 @@ def _section_for_model(w: _Writer, dataset: str, model: str, rows: pd.DataFrame,
         plots.runtime_latency_figure(all_runtimes, title),
         "Latency per runtime (PyTorch, ONNX Runtime, ExecuTorch, ...)",
     )
-    w.figure(f"plots/{base}-speedup.png", plots.speedup_figure(lab, title), "Speed-up (and FLOPs) vs sparsity")
+    lab_mean = mean_over_seeds(lab, metric)  # several seeds: one point per iteration (the median latency and size)
+    w.figure(f"plots/{base}-speedup.png", plots.speedup_figure(lab_mean, title), "Speed-up (and FLOPs) vs sparsity")
     runtimes = runtime_table(fp32)
     if not runtimes.empty:
         w.lines += ["### Runtimes side by side (median latency per call, µs; batch 1, fp32)", ""]
         rel = w.csv(f"tables/{base}-runtimes.csv", runtimes)
         w.lines += [_md_table(runtimes), f"Files: [{rel}]({rel})", ""]
-    w.figure(f"plots/{base}-disk-vs-sparsity.png", plots.disk_vs_sparsity_figure(lab, title), "Disk size vs sparsity")
+    w.figure(
+        f"plots/{base}-disk-vs-sparsity.png", plots.disk_vs_sparsity_figure(lab_mean, title), "Disk size vs sparsity"
+    )
 
     w.lines += [f"### Knee (highest sparsity within {100 * tolerance:g} point(s) of dense, monotone rule)", ""]
     if knee_input:

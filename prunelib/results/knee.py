@@ -11,6 +11,12 @@ A missing (NaN) metric fails, since it cannot be shown to be within tolerance.
 Latency at the knee is the median of its timed rounds; the speed-up over dense is the ratio of
 medians with a 95 % interval (:mod:`prunelib.measure.stats`), shown only when the interval
 excludes 1.0. Sweeps saved without medians fall back to the mean, with no interval, and say so.
+
+Several seeds (:mod:`prunelib.results.seeds`): each iteration is judged by the pessimistic bound
+of its seeds' 95 % Student-t interval (the lower bound of accuracy, the upper bound of WER)
+against the dense model's mean over its seeds, so noise cannot carry the knee further than the
+seeds support. The knee's metric is still the mean; :data:`SEED_KNEE_COLUMNS` (the seeds and the
+knee's interval) are added to the knee frame only then.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import pandas as pd
 from prunelib.families.contract import Metric
 from prunelib.measure.stats import NO_INTERVAL, RatioInterval, speedup_cell, speedup_interval_from_summary
 from prunelib.results.schema import label, latency_stat, metric_of
+from prunelib.results.seeds import METRIC_HIGH, METRIC_LOW, SEEDS_N, mean_over_seeds, pessimistic, several_seeds
 
 #: Absolute slack on the comparison so 0.98 - 0.97 counts as exactly one point.
 EPS = 1e-9
@@ -52,6 +59,8 @@ KNEE_COLUMNS: tuple[str, ...] = (
     "speedup_high",
     "speedup_ci_method",
 )
+#: Knee columns added when some method ran several seeds: how many, the knee's interval, what judged it.
+SEED_KNEE_COLUMNS: tuple[str, ...] = ("seeds", "knee_metric_low", "knee_metric_high", "judged_by")
 
 
 def _num(value: object) -> float:
@@ -91,12 +100,18 @@ def speedup_shown(knee: pd.Series) -> object:
 
 def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str, object]:
     """Knee row of one method's sweep (one row per iteration)."""
-    row: dict[str, object] = {c: math.nan for c in KNEE_COLUMNS}
+    row: dict[str, object] = {c: math.nan for c in (*KNEE_COLUMNS, *SEED_KNEE_COLUMNS)}
     metric = chosen.name
     row.update(metric=metric, tolerance_points=100 * tolerance, note="", iterations_checked=0)
-    if sweep["iteration"].duplicated().any():
-        dups = sorted(sweep.loc[sweep["iteration"].duplicated(), "iteration"].tolist())
+    seeded = several_seeds(sweep)
+    dup = sweep.duplicated(["iteration", "seed"] if seeded else ["iteration"])
+    if dup.any():
+        dups = sorted(sweep.loc[dup, "iteration"].tolist())
         raise ValueError(f"one row per iteration expected (e.g. runtime torch, batch 1); duplicated iterations: {dups}")
+    if seeded:
+        sweep = mean_over_seeds(sweep, metric, by=("iteration",))
+        end = "lower" if chosen.higher_is_better else "upper"
+        row.update(seeds=int(sweep[SEEDS_N].min()), judged_by=f"{end} bound of the seeds' 95 % t interval")
     dense_rows = sweep[sweep["iteration"].map(_num) == 0]
     if dense_rows.empty:
         row["note"] = f"no dense row (iteration 0); iterations present: {sorted(sweep['iteration'].tolist())}"
@@ -108,14 +123,16 @@ def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str
         row["note"] = f"dense {metric} is missing"
         return row
     ordered = sweep.assign(_s=sweep["sparsity"].map(_num)).sort_values(["_s", "iteration"], kind="stable")
+    ordered = ordered.assign(_judged=pessimistic(ordered, chosen))
     knee = None
     checked = 0
     for _, r in ordered.iterrows():
-        value = _num(r[metric])
+        value = _num(r["_judged"])
         checked += 1
         ok = math.isfinite(value) and (chosen.loss(dense_metric, value) <= tolerance + EPS)
         if not ok:
-            row["note"] = f"first failing iteration {int(_num(r['iteration']))} ({metric} {value:.4f})"
+            bound = f"{'lower' if chosen.higher_is_better else 'upper'} bound " if seeded else ""
+            row["note"] = f"first failing iteration {int(_num(r['iteration']))} ({metric} {bound}{value:.4f})"
             break
         knee = r
     row["iterations_checked"] = checked
@@ -148,6 +165,8 @@ def _knee_one(sweep: pd.DataFrame, chosen: Metric, tolerance: float) -> dict[str
         speedup_high=interval.high,
         speedup_ci_method=interval.method,
     )
+    if seeded:
+        row.update(knee_metric_low=_num(knee[METRIC_LOW]), knee_metric_high=_num(knee[METRIC_HIGH]))
     if not row["note"]:
         row["note"] = "all iterations pass"
     return row
@@ -159,13 +178,14 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None =
     Args:
         df: a sweep, one row per iteration (per method when a ``method`` column is present),
             with ``iteration``, ``sparsity`` (fraction), ``accuracy`` or ``wer`` (fraction) and
-            optionally ``latency_median_s``, ``latency_iqr_s`` and ``rounds`` (else
+            optionally ``seed`` (several seeds: one row per seed and iteration), ``latency_median_s``, ``latency_iqr_s`` and ``rounds`` (else
             ``latency_mean_s``), ``disk_dense_bytes``, ``disk_sparse_bytes``, ``disk_compact_bytes``.
         tolerance: allowed absolute change as a fraction (0.01 = 1 point): accuracy may drop,
             WER may rise, by at most this much.
 
     Returns:
-        One row per method (columns :data:`KNEE_COLUMNS`). Ratios are knee / dense model:
+        One row per method (columns :data:`KNEE_COLUMNS`, then :data:`SEED_KNEE_COLUMNS` when a
+        method ran several seeds: see the module's docstring). Ratios are knee / dense model:
         ``latency_ratio`` (``speedup`` is its inverse; ``speedup_low``/``speedup_high`` its 95 %
         interval, ``speedup_ci_method`` how it was computed; ``latency_stat`` says whether
         medians or, for older sweeps, means were compared), ``size_ratio`` = knee's sparse COO size
@@ -174,7 +194,7 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None =
 
     Raises:
         ValueError: tolerance negative or not finite, required columns missing, or a method
-            with two rows for one iteration.
+            with two rows for one iteration and seed.
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -196,7 +216,8 @@ def find_knee(df: pd.DataFrame, tolerance: float = 0.01, metric: Metric | None =
         r = _knee_one(sweep, chosen, tol)
         r["method"] = method
         rows.append(r)
-    out = pd.DataFrame(rows, columns=list(KNEE_COLUMNS))
+    seeded = any(isinstance(r["judged_by"], str) for r in rows)
+    out = pd.DataFrame(rows, columns=list(KNEE_COLUMNS) + (list(SEED_KNEE_COLUMNS) if seeded else []))
     if "method" not in df:
         out = out.drop(columns="method")
     return out
@@ -228,6 +249,17 @@ def knee_table(knees: pd.DataFrame) -> pd.DataFrame:
             .astype("Int64"),
             "Knee sparsity (%)": knees["knee_sparsity"].map(pct),
             f"Knee {name} (%)": knees["knee_metric"].map(pct),
+            **(
+                {
+                    f"Knee {name} 95 % interval (%)": [
+                        f"{100 * _num(lo):.2f}-{100 * _num(hi):.2f}" if math.isfinite(_num(lo)) else np.nan
+                        for lo, hi in zip(knees["knee_metric_low"], knees["knee_metric_high"])
+                    ],
+                    "Seeds": knees["seeds"].map(lambda v: int(v) if math.isfinite(_num(v)) else np.nan).astype("Int64"),
+                }
+                if "judged_by" in knees
+                else {}
+            ),
             "Change (points)": knees["change_points"].map(
                 lambda v: round(_num(v), 2) if math.isfinite(_num(v)) else np.nan
             ),

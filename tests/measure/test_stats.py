@@ -8,16 +8,22 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as sps
 
 from prunelib.measure.stats import (
     NO_INTERVAL,
+    MeanInterval,
     RatioInterval,
     differ,
+    one_sample_p,
+    pooled_summary,
     rounds_for,
     speedup_cell,
     speedup_interval,
     speedup_interval_from_summary,
     summarize,
+    t_interval,
+    welch_from_summary,
 )
 
 
@@ -121,3 +127,61 @@ def test_a_change_too_small_for_two_decimals_is_not_shown_as_one() -> None:
     tiny = RatioInterval(0.998, 0.9975, 0.9985)  # thousands of rounds: measurable, but under half a percent
     assert tiny.measurable and speedup_cell(tiny) == "no measurable change (95 % CI 1.00-1.00)"
     assert speedup_cell(RatioInterval(0.99, 0.985, 0.994)) == "0.99 (95 % CI 0.98-0.99)"
+
+
+# ---------------------------------------------------------------- seeds' t interval, Welch from summaries
+
+
+@pytest.mark.parametrize("values", [[0.97, 0.975, 0.981], [0.5, 0.9], [0.1, 0.2, 0.25, 0.4, 0.41]])
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_t_interval_matches_scipys(values: list[float], confidence: float) -> None:
+    x = np.asarray(values)
+    low, high = sps.t.interval(confidence, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+    band = t_interval(values, confidence)
+    assert band.n == len(x) and band.mean == pytest.approx(x.mean())
+    assert (band.low, band.high) == (pytest.approx(low), pytest.approx(high))
+    assert band.known and band.confidence == confidence
+
+
+def test_t_interval_of_one_seed_has_no_bounds_and_agreeing_seeds_have_no_width() -> None:
+    one = t_interval([0.9, math.nan])
+    assert one.n == 1 and one.mean == 0.9 and math.isnan(one.low) and math.isnan(one.high) and not one.known
+    assert one.bound(True) == 0.9 and one.bound(False) == 0.9  # no interval: the value itself
+    same = t_interval([0.9, 0.9, 0.9])
+    assert (same.low, same.mean, same.high) == (0.9, 0.9, 0.9)
+    assert t_interval([]).n == 0 and math.isnan(t_interval([]).mean)
+    with pytest.raises(ValueError, match="confidence"):
+        t_interval([1.0, 2.0], confidence=1.0)
+
+
+def test_pessimistic_bound_is_low_for_accuracy_and_high_for_wer() -> None:
+    band = MeanInterval(3, 0.5, 0.4, 0.6)
+    assert band.bound(higher_is_better=True) == 0.4 and band.bound(higher_is_better=False) == 0.6
+
+
+def test_one_sample_p_is_below_alpha_exactly_outside_the_interval() -> None:
+    values = [0.97, 0.975, 0.981]
+    band = t_interval(values, 0.95)
+    assert one_sample_p(values, band.low - 1e-6) < 0.05 < one_sample_p(values, band.low + 1e-6)
+    assert one_sample_p(values, band.high + 1e-6) < 0.05 < one_sample_p(values, band.mean)
+    assert math.isnan(one_sample_p([0.9], 0.8))
+    assert one_sample_p([0.9, 0.9], 0.9) == 1.0 and one_sample_p([0.9, 0.9], 0.8) == 0.0
+
+
+def test_welch_from_summaries_matches_welch_on_the_rounds() -> None:
+    a, b = lognormal_rounds(1e-3, 60, 1), lognormal_rounds(1.2e-3, 40, 2)
+    expected = sps.ttest_ind(a, b, equal_var=False).pvalue
+    p = welch_from_summary((a.mean(), a.std(ddof=1), len(a)), (b.mean(), b.std(ddof=1), len(b)))
+    assert p == pytest.approx(expected)
+    assert math.isnan(welch_from_summary((1.0, 0.1, 1), (1.0, 0.1, 10)))  # one round: no test
+    assert math.isnan(welch_from_summary((1.0, math.nan, 10), (1.0, 0.1, 10)))
+    assert welch_from_summary((1.0, 0.0, 5), (1.0, 0.0, 5)) == 1.0
+    assert welch_from_summary((1.0, 0.0, 5), (2.0, 0.0, 5)) == 0.0
+
+
+def test_pooled_summary_is_the_summary_of_the_union() -> None:
+    parts = [lognormal_rounds(1e-3, n, seed) for n, seed in ((30, 1), (50, 2), (7, 3))]
+    union = np.concatenate(parts)
+    mean, sd, n = pooled_summary([(p.mean(), p.std(ddof=1), len(p)) for p in parts])
+    assert (mean, sd, n) == (pytest.approx(union.mean()), pytest.approx(union.std(ddof=1)), len(union))
+    assert math.isnan(pooled_summary([])[0])

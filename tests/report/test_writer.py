@@ -549,3 +549,30 @@ def test_speedup_timings_get_no_model_section_unasked(tmp_path: Path, stub_png: 
     readme = (folder / "README.md").read_text()
     assert "## mnist5k / mlp1m" in readme and "### no-retrain" in readme
     assert "### dense" not in readme and "### structured-50" not in readme
+
+
+# ---------------------------------------------------------------- several seeds
+def test_a_report_of_three_seeds_shows_means_intervals_and_keeps_every_seed(tmp_path: Path) -> None:
+    entries = []
+    for seed in (0, 1, 2):
+        for e in make_sweep(iterations=5, runtimes=("torch",), batches=(1,)):
+            e["extra_info"].update(seed=seed, accuracy=e["extra_info"]["accuracy"] + 0.005 * (seed - 1))
+            entries.append(e)
+    folder = report.write_run_report(make_bench(entries), tmp_path, run_name="seeds")
+    results = pd.read_csv(folder / "results.csv")
+    assert len(results) == 30 and sorted(results["seed"].unique()) == [0, 1, 2]
+    table = pd.read_csv(folder / "tables" / "mnist5k-lenet300-imp-rewind.csv")
+    assert {"Accuracy", "Accuracy low", "Accuracy high", "Seeds"} <= set(table.columns)
+    assert len(table) == 5 and (table["Seeds"] == 3).all() and (table["Accuracy low"] < table["Accuracy"]).all()
+    knee = pd.read_csv(folder / "knee" / "mnist5k-lenet300.csv")
+    assert (knee["seeds"] == 3).all() and knee["judged_by"].str.contains("lower bound").all()
+    readme = (folder / "README.md").read_text()
+    assert "_3 seeds: tables show the mean Accuracy per iteration with its 95 % Student-t interval" in readme
+
+
+def test_a_one_seed_report_has_no_seed_columns(tmp_path: Path) -> None:
+    folder = report.write_run_report(make_bench(make_sweep(iterations=3)), tmp_path, run_name="one")
+    table = pd.read_csv(folder / "tables" / "mnist5k-lenet300-imp-rewind.csv")
+    assert "Seeds" not in table and "Accuracy low" not in table
+    assert "seeds" not in pd.read_csv(folder / "knee" / "mnist5k-lenet300.csv")
+    assert "seeds: tables show" not in (folder / "README.md").read_text()

@@ -168,3 +168,56 @@ def test_medians_without_rounds_or_iqr_are_shown_without_an_interval() -> None:
     df = sweep([0.98] * 3).assign(latency_median_s=[2e-3, 1.5e-3, 1e-3])
     cell = knee_table(find_knee(df))["Speed-up (x)"].iloc[0]
     assert cell == "2.00 (no interval: rounds or IQR not saved)"
+
+
+# ---------------------------------------------------------------- several seeds: the pessimistic bound
+def seeded_sweep(spread: list[float], metric: str = "accuracy") -> pd.DataFrame:
+    """Three seeds of one sweep; at iteration i the seeds sit at mean - spread[i], mean, mean + spread[i]."""
+    means = [0.98, 0.978, 0.975, 0.973, 0.95]
+    if metric == "wer":
+        means = [0.2, 0.202, 0.205, 0.207, 0.23]
+    frames = []
+    for k in (-1, 0, 1):
+        f = sweep(means, metric)
+        frames.append(f.assign(seed=k + 1, **{metric: f[metric] + k * pd.Series(spread)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_with_three_seeds_the_knee_uses_the_lower_bound() -> None:
+    tight = seeded_sweep([0.0, 0.001, 0.001, 0.001, 0.001])
+    wide = seeded_sweep([0.0, 0.001, 0.006, 0.001, 0.001])  # iteration 2's mean is the same, its seeds spread
+    by_mean = find_knee(tight.groupby("iteration", as_index=False).mean(numeric_only=True).drop(columns="seed"))
+    assert by_mean["knee_iteration"].iloc[0] == 3  # 0.973 is within 1 point of 0.98, 0.95 is not
+    assert find_knee(tight)["knee_iteration"].iloc[0] == 3
+    knee = find_knee(wide).iloc[0]
+    assert knee["knee_iteration"] == 1  # lower bound at iteration 2: 0.975 - 4.30 * 0.006 / sqrt(3) < 0.97
+    assert knee["seeds"] == 3 and "lower bound" in knee["judged_by"]
+    assert "first failing iteration 2 (accuracy lower bound 0.960" in knee["note"]
+    assert knee["knee_metric"] == pytest.approx(0.978)  # the mean is reported
+    assert knee["knee_metric_low"] < 0.978 < knee["knee_metric_high"]
+    assert list(find_knee(wide).columns) == [
+        *KNEE_COLUMNS[1:],
+        "seeds",
+        "knee_metric_low",
+        "knee_metric_high",
+        "judged_by",
+    ]
+    table = knee_table(find_knee(wide))
+    assert table["Seeds"].tolist() == [3] and table["Knee Accuracy 95 % interval (%)"].iloc[0].startswith("97.")
+
+
+def test_with_three_seeds_wer_uses_the_upper_bound() -> None:
+    knee = find_knee(seeded_sweep([0.0, 0.001, 0.006, 0.001, 0.001], "wer")).iloc[0]
+    assert knee["knee_iteration"] == 1 and "upper bound" in knee["judged_by"]
+
+
+def test_one_seed_knee_has_no_seed_columns() -> None:
+    one = sweep([0.98, 0.975, 0.96]).assign(seed=0)
+    assert list(find_knee(one).columns) == list(KNEE_COLUMNS[1:])  # no method column
+    pd.testing.assert_frame_equal(find_knee(one), find_knee(sweep([0.98, 0.975, 0.96])))
+
+
+def test_two_rows_of_one_seed_and_iteration_raise() -> None:
+    twice = pd.concat([seeded_sweep([0.0] * 5), seeded_sweep([0.0] * 5).iloc[:1]], ignore_index=True)
+    with pytest.raises(ValueError, match="duplicated iterations"):
+        find_knee(twice)

@@ -165,3 +165,35 @@ def test_wide_table_adds_compact_flops_and_neurons_when_present() -> None:
     assert list(wide_table(sweep_frame()).columns) == list(lab_table(sweep_frame()).columns)  # nothing to add
     text = to_markdown(wide_table(df))
     assert "FLOPs (M)" in text.splitlines()[0] and "0.0609" in text
+
+
+# ---------------------------------------------------------------- several seeds
+def three_seeds() -> pd.DataFrame:
+    frames = []
+    for seed, shift in ((0, -0.01), (1, 0.0), (2, 0.01)):
+        f = sweep_frame()
+        frames.append(f.assign(seed=seed, accuracy=f["accuracy"] + shift))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_several_seeds_give_the_mean_and_its_interval_beside_the_metric() -> None:
+    table = wide_table(three_seeds())
+    one = wide_table(sweep_frame())
+    assert list(table.columns[:6]) == [
+        "Iteration",
+        "Sparsity (%)",
+        "Accuracy",
+        "Accuracy low",
+        "Accuracy high",
+        "Seeds",
+    ]
+    assert [c for c in table.columns if c not in ("Accuracy low", "Accuracy high", "Seeds")] == list(one.columns)
+    assert table["Iteration"].tolist() == [0, 1, 2] and (table["Seeds"] == 3).all()
+    assert table["Accuracy"].tolist() == one["Accuracy"].tolist()  # the mean of symmetric shifts
+    half = 4.302653 * 0.01 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n), sd of (-0.01, 0, 0.01) = 0.01
+    assert table["Accuracy low"].iloc[0] == pytest.approx(round(0.981234 - half, 4))
+    assert table["Accuracy high"].iloc[0] == pytest.approx(round(0.981234 + half, 4))
+
+
+def test_one_seed_column_changes_nothing() -> None:
+    pd.testing.assert_frame_equal(wide_table(sweep_frame().assign(seed=7)), wide_table(sweep_frame()))
