@@ -68,6 +68,13 @@ def add_history_parser(sub: argparse._SubParsersAction) -> None:
         metavar="POINTS",
         help="a metric change: accuracy or WER moved by more than POINTS percentage points (default: 1.0, as compare)",
     )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="a latency change also needs a test (Mann-Whitney U over raw rounds, else Welch's t from mean, stddev "
+        "and rounds) to reject equal timings at this level (default: 0.05, as compare)",
+    )
     p.set_defaults(handler=run_history_command)
 
 
@@ -115,7 +122,10 @@ def run_history_command(args: argparse.Namespace) -> int:
     if not paths:
         raise CliError(f"no PATH given and none of {', '.join(DEFAULT_PATHS)} here; name the folders or files to read")
     check_outputs(paths, args.csv, args.html)
-    rule = Rule(args.max_latency_increase_pct, args.max_accuracy_drop_points)
+    try:
+        rule = Rule(args.max_latency_increase_pct, args.max_accuracy_drop_points, args.alpha)
+    except ValueError as exc:
+        raise CliError(f"--alpha: {exc}") from None
     try:
         history = build_history(paths)
     except HistoryInputError as exc:

@@ -1,18 +1,20 @@
 """Change points of a history: where a benchmark's latency or metric moved between consecutive runs of one machine.
 
-Until the noise-aware comparison lands, a change is decided exactly as ``prunelib compare`` decides
-a regression today (:mod:`prunelib.report.compare`, its default thresholds), applied to each pair
-of consecutive runs of the same machine and the same benchmark, in both directions:
+A change is decided as the noise-aware ``prunelib compare`` decides a regression
+(:mod:`prunelib.report.noise`, compare's default thresholds), applied to each pair of consecutive
+runs of the same machine and the same benchmark, in both directions:
 
 - **latency**: the median moved by more than :data:`LATENCY_LIMIT_PCT` % (``--max-latency-increase-pct``)
-  AND by more than the two runs' IQRs added together (timing noise); slower or faster;
+  AND by more than the two runs' IQRs added together (the effect size), AND a test rejects equal
+  timings at ``alpha`` (0.05, ``--alpha``): Mann-Whitney U over the raw rounds when both runs kept
+  them (``--benchmark-json`` files, ``--benchmark-save-data``), else Welch's t from each run's mean,
+  stddev and rounds (:func:`prunelib.report.noise.latency_test`). The change names its test and
+  p-value; where neither test can be computed the effect size decides, and the change says so;
 - **accuracy / WER** (the family's metric): it moved by more than :data:`METRIC_LIMIT_POINTS`
   percentage points (``--max-accuracy-drop-points`` / ``--max-wer-rise-points``); worse or better.
+  A benchmark is one seed's, so compare's interval over seeds does not apply here.
 
-Where both runs kept their raw rounds (``--benchmark-json`` files, or ``--benchmark-save-data``),
-a latency change also shows the two-sided Mann-Whitney U p-value of the rounds
-(:func:`prunelib.measure.stats.differ`); it is shown, not used to decide. Elsewhere the change says
-that no raw rounds were saved. A change on a run whose board throttled is marked so.
+A change on a run whose board throttled is marked so.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from prunelib.measure.stats import differ
 from prunelib.report.compare import EPS
+from prunelib.report.noise import ALPHA, NO_TEST, check_alpha, latency_test, test_named
 from prunelib.results.schema import label
 
 #: ``prunelib compare``'s default ``--max-latency-increase-pct`` (tests check they stay equal).
 LATENCY_LIMIT_PCT = 10.0
 #: ``prunelib compare``'s default ``--max-accuracy-drop-points`` and ``--max-wer-rise-points``.
 METRIC_LIMIT_POINTS = 1.0
-NO_ROUNDS = "no raw rounds saved (thresholds only)"
+NO_ROUNDS = "no test possible: no rounds or stddev saved (effect size only)"
 CHANGE_COLUMNS: tuple[str, ...] = (
     "machine",
     "benchmark",
@@ -57,23 +59,25 @@ class Rule:
 
     latency_pct: float = LATENCY_LIMIT_PCT
     metric_points: float = METRIC_LIMIT_POINTS
+    alpha: float = ALPHA
 
     def __post_init__(self) -> None:
         for name in ("latency_pct", "metric_points"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_alpha(self.alpha)
 
     def describe(self) -> str:
         """One paragraph for the dashboard: how a change is decided."""
         return (
             f"A change is marked between two consecutive runs of the same machine and benchmark when the median "
-            f"latency moved by more than {self.latency_pct:g} % and by more than the two runs' IQRs added together, "
-            f"or when accuracy (WER) moved by more than {self.metric_points:g} percentage point(s): the thresholds "
-            "'prunelib compare' applies today (--max-latency-increase-pct, --max-accuracy-drop-points, "
-            "--max-wer-rise-points), in both directions. Where both runs saved their raw rounds, the Mann-Whitney U "
-            "p-value of the rounds is shown beside the change, not used to decide; elsewhere the change says no raw "
-            "rounds were saved."
+            f"latency moved by more than {self.latency_pct:g} % and by more than the two runs' IQRs added together "
+            f"and a test rejects equal timings at alpha {self.alpha:g} (Mann-Whitney U over the raw rounds where both "
+            "runs saved them, else Welch's t from each run's mean, stddev and rounds), or when accuracy (WER) moved "
+            f"by more than {self.metric_points:g} percentage point(s): the rules of the noise-aware 'prunelib "
+            "compare' (--max-latency-increase-pct, --alpha, --max-accuracy-drop-points, --max-wer-rise-points), in "
+            "both directions. Each change names its test and p-value."
         )
 
 
@@ -99,8 +103,20 @@ def _latency_change(
     )
     if not (abs(pct) > rule.latency_pct + EPS and abs(m1 - m0) > noise):
         return None
-    r0, r1 = rounds.get((a["run"], a["benchmark"])), rounds.get((b["run"], b["benchmark"]))
-    evidence = f"Mann-Whitney p={differ(r0, r1)[1]:.2g}" if r0 and r1 else NO_ROUNDS
+    timings = [
+        pd.Series(
+            {
+                "rounds_data": rounds.get((r["run"], r["benchmark"])),
+                **{k: r.get(k, math.nan) for k in ("latency_mean_s", "latency_std_s", "rounds")},
+            },
+            dtype=object,
+        )
+        for r in (a, b)
+    ]
+    test, p = latency_test(timings[0], timings[1], rule.alpha)
+    if test != NO_TEST and not p < rule.alpha:
+        return None  # within the timing noise
+    evidence = test_named(test, p) if test != NO_TEST else NO_ROUNDS
     if bool(a.get("throttled")) or bool(b.get("throttled")):
         evidence += "; the board throttled (not called a regression)"
     return {

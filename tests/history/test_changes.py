@@ -1,4 +1,4 @@
-"""Change points: compare's thresholds between consecutive runs of one machine, both directions, p-values where rounds exist."""
+"""Change points: the noise-aware compare's rules between consecutive runs of one machine, both directions, each with its test."""
 
 from __future__ import annotations
 
@@ -26,12 +26,12 @@ def test_changes_of_the_fixture_history(tmp_path: Path) -> None:
     assert list(found["after_datetime"]) == sorted(found["after_datetime"], reverse=True)
     pi = found[found["machine"].str.startswith("Cortex")]
     slower = pi[pi["direction"] == "slower"]
-    assert len(slower) == 12 and (slower["evidence"] == changes.NO_ROUNDS).all()  # every Pi benchmark, 3rd run
+    assert len(slower) == 12 and slower["evidence"].str.startswith("Welch t p=").all()  # every Pi benchmark, 3rd run
     worse = pi[pi["direction"] == "worse"]
     assert set(worse["benchmark"].str.split("/").str[2]) == {"imp-rewind"} and len(worse) == 2
     assert worse["before_report"].str.contains("reports").all()
     laptop = found[found["machine"].str.startswith("Intel")]
-    assert set(laptop["direction"]) == {"faster"} and laptop["evidence"].str.startswith("Mann-Whitney p=").all()
+    assert set(laptop["direction"]) == {"faster"} and laptop["evidence"].str.startswith("Mann-Whitney U p=").all()
 
 
 def _rows(medians: list[float], iqr: float, accuracy: list[float] | None = None) -> pd.DataFrame:
@@ -66,7 +66,22 @@ def _rows(medians: list[float], iqr: float, accuracy: list[float] | None = None)
     ids=["within-10pct", "past-10pct", "within-iqr", "faster", "only-consecutive"],
 )
 def test_latency_rule(medians: list[float], iqr: float, flagged: int) -> None:
-    assert len(changes.find_changes(_rows(medians, iqr))) == flagged
+    found = changes.find_changes(_rows(medians, iqr))  # no mean, stddev or rounds: the effect size decides
+    assert len(found) == flagged and (found["evidence"] == changes.NO_ROUNDS).all()
+
+
+@pytest.mark.parametrize("std, flagged", [(0.01, True), (2.0, False)], ids=["tight", "noisy"])
+def test_a_latency_change_needs_the_test_to_reject(std: float, flagged: bool) -> None:
+    """+50 % passes the effect size both times; Welch's t from (mean, stddev, 20 rounds) decides."""
+    rows = _rows([1.0, 1.5], 0.0).assign(latency_mean_s=[1.0, 1.5], latency_std_s=std, rounds=20)
+    found = changes.find_changes(rows)
+    assert len(found) == int(flagged)
+    if flagged:
+        assert found["evidence"].iloc[0].startswith("Welch t p=")
+    rounds = {("r0", "b"): (1.0, 1.01, 0.99) * 7, ("r1", "b"): (1.5, 1.51, 1.49) * 7}
+    by_rounds = changes.find_changes(rows, rounds)  # raw rounds: Mann-Whitney U, whatever the stddev says
+    assert len(by_rounds) == 1 and by_rounds["evidence"].iloc[0].startswith("Mann-Whitney U p=")
+    assert len(changes.find_changes(rows, rounds, changes.Rule(alpha=1e-12))) == 0
 
 
 def test_metric_rule_and_custom_rule() -> None:
@@ -76,4 +91,6 @@ def test_metric_rule_and_custom_rule() -> None:
     assert len(changes.find_changes(rows, rule=changes.Rule(metric_points=0.4))) == 2
     with pytest.raises(ValueError, match="latency_pct"):
         changes.Rule(latency_pct=-1)
+    with pytest.raises(ValueError, match="alpha must be a significance level"):
+        changes.Rule(alpha=1.5)
     assert "10 %" in changes.DEFAULT_RULE.describe()

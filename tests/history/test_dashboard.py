@@ -23,7 +23,7 @@ def test_dashboard_files_links_and_determinism(tmp_path: Path) -> None:
     text = page.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "the page must not load anything from the network"
     assert text.count('class="plotly-graph-div"') == 12 and text.count('class="machine"') == 2
-    assert "How a change is decided" in text and "no raw rounds saved" in text and "Mann-Whitney p=" in text
+    assert "How a change is decided" in text and "Welch t p=" in text and "Mann-Whitney U p=" in text
     links = re.findall(r'href="([^"#]+)"', text)
     assert links and all((page.parent / link).resolve().is_file() for link in links)
     assert any(link.endswith("README.md") for link in links)
