@@ -9,6 +9,7 @@ so a warm run only re-times. Every stage talks to the model through its family.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ RAW_OPTIONS = (
     "iterations",
     "amount",
     "seed",
+    "seeds",
+    "rewind_epoch",
+    "scheduler",
     "runtimes",
     "batches",
     "precisions",
@@ -50,12 +54,18 @@ class InferenceCase:
     batch: int
     threads: int = 1
     several_threads: bool = False  # more than one --prune-threads value: the id names the count
+    several_seeds: bool = False  # more than one --prune-seeds value: the id names the seed
 
     @property
     def id(self) -> str:
         batch = f"-b{self.batch}" if self.spec.resolve().batched else ""
         threads = f"-t{self.threads}" if self.several_threads else ""
-        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}{threads}"
+        return f"{self.spec.label}-it{self.iteration:02d}-{self.runtime}{batch}{threads}{seed_suffix(self.spec, self.several_seeds)}"
+
+
+def seed_suffix(spec: SweepSpec, several: bool) -> str:
+    """``-s<seed>`` when a run has several seeds (ids of a one-seed run stay as they were)."""
+    return f"-s{spec.seed}" if several else ""
 
 
 #: Starts the one-line failure of every test whose requested data set cannot be read.
@@ -115,6 +125,9 @@ def suite_of(config: pytest.Config) -> Suite:
             "iterations",
             "amount",
             "seed",
+            "seeds",
+            "rewind_epoch",
+            "scheduler",
             "unit_criterion",
             "unit_scope",
             "unit_round",
@@ -135,6 +148,13 @@ def suite_of(config: pytest.Config) -> Suite:
             data_root(opts.data_dir)  # a named data dir that does not exist stops the run before collection
         except (OptionError, ValueError) as exc:
             raise pytest.UsageError(f"--prune-data-dir: {exc}" if isinstance(exc, DataError) else str(exc)) from None
+        if opts.scheduler is not None:
+            from prunelib.sweep.cluster import ClusterMissing, distributed_module
+
+            try:
+                distributed_module()
+            except ClusterMissing as exc:
+                raise pytest.UsageError(f"--prune-scheduler {opts.scheduler}: {exc}") from None
         cache = prune_option(config, "--prune-cache-dir")
         config.stash[SUITE] = Suite(opts, Path(cache) if cache else default_cache_root(), sweep_specs(opts))
     return config.stash[SUITE]
@@ -154,6 +174,29 @@ def pytest_configure(config: pytest.Config) -> None:
     check_outputs(config, suite_of(config).cache_root)
     if "s" not in config.option.reportchars and "a" not in config.option.reportchars:
         config.option.reportchars += "s"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``--prune-scheduler``: build every sweep on Dask first, once, in the controlling process.
+
+    Runs before pytest-xdist starts its workers and before any test; the timed tests then read the
+    cache the cluster filled (timing never runs on the cluster). Sweeps a family cannot run are left
+    to their tests' skips; a sweep whose data cannot be read fails in its tests, as without Dask.
+    """
+    config = session.config
+    suite = suite_of(config)
+    if suite.opts.scheduler is None or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    from prunelib.sweep.cluster import build_all
+
+    specs = [s for s in suite.specs if not s.resolve().supports(method=s.method, dataset=s.dataset)]
+    try:
+        build_all(specs, suite.cache_root, suite.opts.scheduler, threads=suite.opts.threads)
+    except (OSError, ValueError) as exc:  # no scheduler at that address, a bad address
+        raise pytest.UsageError(f"--prune-scheduler {suite.opts.scheduler}: {exc}") from None
+    except RuntimeError as exc:  # a build failed: its tests build it again and fail with the full error
+        print(f"prunelib: {exc}", file=sys.stderr)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -216,11 +259,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     suite = suite_of(metafunc.config)
     opts = suite.opts
     names = set(metafunc.fixturenames)
+
+    def sfx(spec: SweepSpec) -> str:
+        return seed_suffix(spec, len(opts.seeds) > 1)
+
     if {"inference_case", "speech_case"} & names:
         batched = "inference_case" in names
         several = len(opts.timing_threads) > 1
+        seeds = len(opts.seeds) > 1
         cases = [
-            InferenceCase(spec, k, runtime, batch, threads, several)
+            InferenceCase(spec, k, runtime, batch, threads, several, seeds)
             for spec in suite.specs
             if spec.resolve().batched == batched
             for k in _iterations(spec)
@@ -239,13 +287,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("inference_case" if batched else "speech_case", params)
     if "sweep_spec" in names:
         metafunc.parametrize(
-            "sweep_spec", [_param(s, s.label, s.resolve().supports(method=s.method)) for s in suite.specs]
+            "sweep_spec", [_param(s, s.label + sfx(s), s.resolve().supports(method=s.method)) for s in suite.specs]
         )
     if "checkpoint_case" in names:
         cases = [(s, k) for s in suite.specs for k in _iterations(s)]
         metafunc.parametrize(
             "checkpoint_case",
-            [_param(c, f"{c[0].label}-it{c[1]:02d}", c[0].resolve().supports(method=c[0].method)) for c in cases],
+            [
+                _param(c, f"{c[0].label}-it{c[1]:02d}{sfx(c[0])}", c[0].resolve().supports(method=c[0].method))
+                for c in cases
+            ],
         )
     if "precision_case" in names:
         cases = [
@@ -259,17 +310,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "precision_case",
             [
                 _param(
-                    c, f"{c[0].label}-it{c[1]:02d}-{c[2]}", c[0].resolve().supports(method=c[0].method, precision=c[2])
+                    c,
+                    f"{c[0].label}-it{c[1]:02d}-{c[2]}{sfx(c[0])}",
+                    c[0].resolve().supports(method=c[0].method, precision=c[2]),
                 )
                 for c in cases
             ],
         )
     if "speech_spec" in names:
         specs = [s for s in suite.specs if s.family == "sew"]
-        metafunc.parametrize("speech_spec", [_param(s, s.label) for s in specs])
+        metafunc.parametrize("speech_spec", [_param(s, s.label + sfx(s)) for s in specs])
     if "speech_model_spec" in names:
         per_model = [s for s in suite.specs if s.family == "sew" and s.method == "no-retrain"]
-        metafunc.parametrize("speech_model_spec", [_param(s, f"{s.dataset}-{Path(s.model).name}") for s in per_model])
+        metafunc.parametrize(
+            "speech_model_spec", [_param(s, f"{s.dataset}-{Path(s.model).name}{sfx(s)}") for s in per_model]
+        )
     if "speedup_case" in names:
         cases = speedup_cases(opts)
         metafunc.parametrize(

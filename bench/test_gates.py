@@ -87,7 +87,7 @@ def test_rewinding_restores_initial_weights(sweep_spec, suite) -> None:
     if not sweep_spec.schedule.rewind:
         pytest.skip(f"{sweep_spec.method} does not rewind")
     sweep, loaded = suite.sweep(sweep_spec), suite.loaded(sweep_spec)
-    initial = read_tensors(sweep.initial)
+    initial = read_tensors(sweep.rewind_target)  # late rewinding: the dense run's epoch-k weights
     for k in sorted({1, sweep_spec.iterations}):
         replayed, cached = replay_rewind_step(sweep, loaded, k)
         assert masks_equal(replayed, cached), f"it{k}: replayed masks differ from the cached checkpoint's"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunelib.cli.args import CliError, Parser
+from prunelib.pruning.schedules import SCHEDULES
 from prunelib.storage import entries
 from prunelib.sweep.cache import DENSE_FILES, sweep_files
 
@@ -99,10 +100,12 @@ def required_files(kind: str, folder: Path) -> tuple[str, ...]:
     if kind == "speech":
         return SPEECH_FILES
     try:
-        iterations = entries.read_manifest(folder)["spec"]["iterations"]
-    except (ValueError, KeyError, TypeError):
+        spec = entries.read_manifest(folder)["spec"]
+        iterations, method = spec["iterations"], spec.get("method")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ()  # problem() names what is wrong with the manifest
-    return sweep_files(iterations) if isinstance(iterations, int) else ("iterations?",)
+    late = method in SCHEDULES and SCHEDULES[method].late
+    return sweep_files(iterations, late) if isinstance(iterations, int) else ("iterations?",)
 
 
 def inspect(folder: Path, orphan_age_s: float) -> Item:

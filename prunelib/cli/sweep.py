@@ -38,6 +38,8 @@ METHOD_HELP: dict[str, str] = {
     "no-retrain": "global |w| pruning, no retraining",
     "imp-rewind": "iterative magnitude pruning, survivors rewound to init and retrained (lottery ticket)",
     "imp-finetune": "iterative magnitude pruning, survivors retrained from where they are",
+    "imp-late-rewind": "IMP, survivors rewound to their dense weights at --rewind-epoch, retrained",
+    "imp-lr-rewind": "IMP, survivors kept, retrained replaying the dense learning-rate schedule",
     "random": "random weights, no retraining (baseline)",
     "layerwise": "|w| pruning of the same fraction in every layer, no retraining",
     "structured-no-retrain": "whole units by the L2 norm of their weights (MLP: hidden neurons; SEW: feed-forward units, attention heads, conv channels), no retraining; deployed physically smaller",
@@ -77,6 +79,19 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "--method",
         default="no-retrain",
         help=f"pruning schedule, or a comma list of them (default: no-retrain). {_choices(METHOD_HELP, SCHEDULES)}",
+    )
+    p.set_defaults(seed=None)  # --seed and --seeds exclude each other: unset is told from 0
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S,S,...",
+        help="comma list of seeds, e.g. 0,1,2: every method runs once per seed, into OUT/seed<S>/ (not with --seed)",
+    )
+    p.add_argument(
+        "--rewind-epoch",
+        type=count,
+        default=1,
+        help="imp-late-rewind rewinds survivors to the weights after this many dense epochs (default: 1)",
     )
     p.add_argument(
         "--iterations", type=count, default=None, help="pruning steps after the dense model (default: the family's, 10)"
@@ -170,20 +185,40 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         reason = family.supports(method=method, runtime=args.runtime, precision=args.precision, dataset=args.dataset)
         if reason:
             raise CliError(reason)
+    seeds = seeds_of(args.seed, args.seeds)
     out: Path = args.out
-    folders = {m: out if len(methods) == 1 else out / m for m in methods}
-    for folder in [*folders.values(), out / "plots"]:
+    bases = {s: out if len(seeds) == 1 else out / f"seed{s}" for s in seeds}
+    folders = {(s, m): bases[s] if len(methods) == 1 else bases[s] / m for s in seeds for m in methods}
+    for folder in [*folders.values(), *(b / "plots" for b in bases.values())]:
         taken = folder / ("results.csv" if folder.name != "plots" else "metric-vs-sparsity.png")
         if taken.exists():
             raise CliError(f"{taken} exists: choose a new --out (earlier runs are never overwritten)")
     check_output_dir(out, "--out")  # an unwritable --out fails now, not after the sweep
     hparams_of(family, args)  # a bad --hparam fails before any data is read
     outputs = Outputs(out)
-    frames = {m: _sweep_one(family, args, m, timing, outputs, folders[m].relative_to(out)) for m in methods}
-    title = f"{args.dataset} / {args.model}"
-    _write_plots(outputs, frames, family.metric.name, title)
-    print(f"wrote the lab's plots to {(outputs.rescue or out) / 'plots'}", file=sys.stderr)
+    for seed in seeds:
+        args.seed = seed
+        frames = {m: _sweep_one(family, args, m, timing, outputs, folders[seed, m].relative_to(out)) for m in methods}
+        title = f"{args.dataset} / {args.model}" + (f" (seed {seed})" if len(seeds) > 1 else "")
+        plots = bases[seed].relative_to(out) / "plots"
+        _write_plots(outputs, frames, family.metric.name, title, plots)
+        print(f"wrote the lab's plots to {(outputs.rescue or out) / plots}", file=sys.stderr)
     return outputs.status()
+
+
+def seeds_of(seed: int | None, seeds: str | None) -> list[int]:
+    """``--seed N`` or ``--seeds 0,1,2`` (not both) -> the distinct seeds in order; default ``[0]``."""
+    if seed is not None and seeds is not None:
+        raise CliError(f"--seed {seed} and --seeds {seeds}: give one (--seeds takes a list)")
+    if seeds is None:
+        return [seed or 0]
+    try:
+        values = [count(v.strip()) for v in seeds.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"--seeds {seeds!r}: {exc}") from None
+    if not values:
+        raise CliError(f"--seeds needs at least one seed, got {seeds!r}")
+    return list(dict.fromkeys(values))
 
 
 def _sweep_one(
@@ -204,6 +239,7 @@ def _sweep_one(
         seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
         unit_criterion=args.unit_criterion if structured else "l2", unit_scope=args.unit_scope if structured else "layer",
         unit_round=args.unit_round if structured else 1, max_tokens=args.max_tokens,
+        rewind_epoch=args.rewind_epoch if SCHEDULES[method].late else 1,
     )  # fmt: skip
     initial = read_tensors(args.initial_weights) if args.initial_weights is not None else None
     frame, init = run_sweep(spec, _loaded(family, spec, args), timing, initial)
@@ -220,7 +256,9 @@ def _sweep_one(
     return frame
 
 
-def _write_plots(outputs: Outputs, frames: dict[str, pd.DataFrame], metric: str, title: str) -> None:
+def _write_plots(
+    outputs: Outputs, frames: dict[str, pd.DataFrame], metric: str, title: str, folder: Path = Path("plots")
+) -> None:
     """The lab's three plots, one line per method: the metric against sparsity, disk size and latency."""
     from prunelib.report import plots
 
@@ -230,7 +268,7 @@ def _write_plots(outputs: Outputs, frames: dict[str, pd.DataFrame], metric: str,
         ("metric-vs-disk", plots.metric_vs_disk_figure),
         ("metric-vs-latency", plots.metric_vs_latency_figure),
     ):
-        outputs.save(Path("plots") / f"{name}.png", functools.partial(plots.save_png, draw(rows, metric, title)))
+        outputs.save(folder / f"{name}.png", functools.partial(plots.save_png, draw(rows, metric, title)))
 
 
 def add_sensitivity_parser(sub: argparse._SubParsersAction) -> None:

@@ -223,6 +223,18 @@ class Family(ABC):
     def example_inputs(self, data: Any, batch: int) -> torch.Tensor:
         """Inputs to time and export on: ``batch`` rows (or one fixed example when not :attr:`batched`)."""
 
+    def train_epochs(self, model: nn.Module, data: Any, hparams: Any, seed: int, epochs: int) -> None:
+        """Train ``model`` in place through exactly the first ``epochs`` epochs of its ``"dense"`` run.
+
+        Late rewinding's target (``imp-late-rewind``). Optional: a family whose schedule depends on
+        the run's length (a cosine over all epochs) leaves it out; the method is then skipped.
+        """
+        raise Unsupported(f"family {self.name!r} cannot stop its dense training at an epoch (late rewinding)")
+
+    @property
+    def late_rewind(self) -> bool:  # whether train_epochs is given (imp-late-rewind runs)
+        return type(self).train_epochs is not Family.train_epochs
+
     def pretrained(self, model: str) -> bool:
         """Whether ``model`` is built from pretrained weights (the seed then changes nothing in them)."""
         return False
@@ -425,6 +437,8 @@ class Family(ABC):
 
         if method is not None and get_schedule(method).structured and not self.structured:
             return f"family {self.name!r} does not support structured pruning ({method})"
+        if method is not None and get_schedule(method).late and not self.late_rewind:
+            return f"family {self.name!r} cannot stop its dense training at an epoch, so no late rewinding ({method})"
         if runtime is not None and runtime not in self.runtimes:
             return f"family {self.name!r} does not run on {runtime} (runs on {', '.join(self.runtimes)})"
         if precision is not None and precision not in self.precisions:

@@ -27,7 +27,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     (
         "--prune-methods",
         "prune_methods",
-        "comma list of pruning methods (default no-retrain,imp-rewind,imp-finetune,random; also structured-no-retrain, structured-imp-rewind, structured-imp-finetune, layerwise)",
+        "comma list of pruning methods (default no-retrain,imp-rewind,imp-finetune,random; also imp-late-rewind, "
+        "imp-lr-rewind, structured-no-retrain, structured-imp-rewind, structured-imp-finetune, layerwise)",
     ),
     (
         "--prune-iterations",
@@ -40,6 +41,22 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
         "fraction of the remaining weights pruned per step (default 0.33; 0.5 with --prune-quick)",
     ),
     ("--prune-seed", "prune_seed", "seed of data split, init, batch order and random masks (default 0)"),
+    (
+        "--prune-seeds",
+        "prune_seeds",
+        "comma list of seeds, e.g. 0,1,2: every sweep runs once per seed (test ids end in -s<seed>); not with --prune-seed",
+    ),
+    (
+        "--prune-rewind-epoch",
+        "prune_rewind_epoch",
+        "imp-late-rewind rewinds survivors to the weights after this many epochs of dense training (default 1)",
+    ),
+    (
+        "--prune-scheduler",
+        "prune_scheduler",
+        "build every sweep on Dask before timing: local:N (a LocalCluster of N processes) or tcp://host:8786 "
+        "(a running cluster); needs prunelib[cluster] (default: serial, in the test process)",
+    ),
     (
         "--prune-unit-criterion",
         "prune_unit_criterion",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -39,6 +39,19 @@ class Schedule:
     rewind: bool
     retrain: bool
     structured: bool = False
+    #: ``"init"``: rewinding goes to the weights as built; ``"epoch"``: to the weights after the first
+    #: ``rewind_epoch`` epochs of dense training (late rewinding, Frankle et al. 2020), which the family
+    #: gives through :meth:`Family.train_epochs`.
+    rewind_to: str = "init"
+    #: The :data:`Phase` each retraining runs: ``"retrain"`` (the family's retraining recipe) or ``"dense"``
+    #: (learning-rate rewinding, Renda et al. 2020: the trained weights are kept and the dense run's whole
+    #: recipe, its epochs and learning-rate schedule from the start, is replayed).
+    retrain_phase: Literal["dense", "retrain"] = "retrain"
+
+    @property
+    def late(self) -> bool:
+        """Whether survivors rewind to a snapshot of dense training (not to the initial weights)."""
+        return self.rewind and self.rewind_to == "epoch"
 
 
 SCHEDULES: dict[str, Schedule] = {
@@ -47,6 +60,8 @@ SCHEDULES: dict[str, Schedule] = {
         Schedule("no-retrain", "magnitude", rewind=False, retrain=False),
         Schedule("imp-rewind", "magnitude", rewind=True, retrain=True),
         Schedule("imp-finetune", "magnitude", rewind=False, retrain=True),
+        Schedule("imp-late-rewind", "magnitude", rewind=True, retrain=True, rewind_to="epoch"),
+        Schedule("imp-lr-rewind", "magnitude", rewind=False, retrain=True, retrain_phase="dense"),
         Schedule("random", "random", rewind=False, retrain=False),
         Schedule("layerwise", "layerwise", rewind=False, retrain=False),
         Schedule("structured-no-retrain", "l2-units", rewind=False, retrain=False, structured=True),
@@ -101,8 +116,9 @@ def iterate_schedule(
 ) -> Iterator[tuple[int, nn.Module]]:
     """Yield ``(0, model)`` then, after each of ``iterations`` steps, ``(k, model)``.
 
-    Each step is prune → (rewind to ``initial``) → (retrain with ``family.train``, seeded
-    ``seed + k``). Mutates ``model`` in place (one model walks the whole schedule); copy what
+    Each step is prune → (rewind to ``initial``: the weights as built, or for late rewinding the
+    dense run's epoch-k snapshot) → (retrain with ``family.train``, seeded ``seed + k``, in the
+    schedule's ``retrain_phase``). Mutates ``model`` in place (one model walks the whole schedule); copy what
     you keep. Masks only ever lose entries. ``start > 0`` resumes a walk: ``model`` is then
     iteration ``start - 1`` and the first step yielded is ``start`` (each step depends only on
     the model before it and ``seed + k``, so the rest equals an uninterrupted walk).
@@ -116,7 +132,7 @@ def iterate_schedule(
         if schedule.rewind:
             rewind(model, initial)
         if schedule.retrain:
-            family.train(model, data, hparams, seed + k, "retrain")
+            family.train(model, data, hparams, seed + k, schedule.retrain_phase)
             refresh_masked(model)  # drop autograd history of the cached masked weights (deepcopy-safe)
         model.eval()
         yield k, model

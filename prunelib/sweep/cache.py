@@ -66,7 +66,9 @@ def dense_key(spec: SweepSpec, loaded: Loaded) -> str:
 
 def sweep_key(spec: SweepSpec, loaded: Loaded) -> str:
     """Key of one schedule's checkpoints and static metrics."""
-    schedule = (spec.method, spec.amount, spec.iterations, spec.embeddings, spec.precision, spec.unit_rule)
+    schedule: tuple = (spec.method, spec.amount, spec.iterations, spec.embeddings, spec.precision, spec.unit_rule)
+    if spec.schedule.late:  # only late rewinding has a rewind epoch: the other methods' keys stay as they were
+        schedule += (("rewind_epoch", spec.rewind_epoch),)
     return config_key(dense_key(spec, loaded), schedule, versions=_versions(loaded))
 
 
@@ -88,6 +90,11 @@ class SweepArtifacts:
     def initial(self) -> Path:
         """The initial weights IMP rewinds to (saved before any training)."""
         return self.folder / "initial.safetensors"
+
+    @property
+    def rewind_target(self) -> Path:
+        """What rewinding resets survivors to: the initial weights, or (late rewinding) ``rewind.safetensors``."""
+        return self.folder / REWIND_FILE if self.spec.schedule.late else self.initial
 
     def row(self, iteration: int) -> dict[str, Any]:
         """The metrics row of ``iteration`` as plain Python values."""
@@ -143,6 +150,8 @@ def _manifest(kind: str, key: str, spec: SweepSpec, loaded: Loaded, label: str, 
 
 
 DENSE_FILES = ("initial.safetensors", "trained.safetensors")
+#: A late-rewinding sweep's rewind target: the weights after ``rewind_epoch`` epochs of dense training.
+REWIND_FILE = "rewind.safetensors"
 
 
 def prepare_dense(spec: SweepSpec, loaded: Loaded, root: Path | str) -> Path:
@@ -171,9 +180,9 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def sweep_files(iterations: int) -> tuple[str, ...]:
-    """The files a sweep entry of ``iterations`` steps must hold."""
-    return ("initial.safetensors", "metrics.csv", *map(_name, range(iterations + 1)))
+def sweep_files(iterations: int, late: bool = False) -> tuple[str, ...]:
+    """The files a sweep entry of ``iterations`` steps must hold (``late``: also its rewind target)."""
+    return ("initial.safetensors", "metrics.csv", *map(_name, range(iterations + 1)), *((REWIND_FILE,) if late else ()))
 
 
 def completed_rows(staging: Path, iterations: int) -> list[dict[str, Any]]:
@@ -202,6 +211,10 @@ def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArt
         dense = prepare_dense(spec, loaded, root)
         init = read_tensors(dense / "initial.safetensors")
         shutil.copyfile(dense / "initial.safetensors", staging / "initial.safetensors")
+        if schedule.late:
+            init = loaded.rewind_point(spec)
+            snapshot = dict(init)
+            write_atomic(staging / REWIND_FILE, lambda p: save_file(snapshot, str(p)))
         rows = completed_rows(staging, spec.iterations)
         start = len(rows)
         model = loaded.checkpoint(spec, staging / _name(start - 1) if start else dense / "trained.safetensors")
@@ -218,7 +231,7 @@ def prepare_sweep(spec: SweepSpec, loaded: Loaded, root: Path | str) -> SweepArt
         extra = {"dense": dense.name, "resumed_from": start}
         entries.finish(staging, _manifest("sweep", key, spec, loaded, spec.label, extra))
 
-    folder = build_once(root / f"sweep-{key}", key, root, build, sweep_files(spec.iterations))
+    folder = build_once(root / f"sweep-{key}", key, root, build, sweep_files(spec.iterations, schedule.late))
     return SweepArtifacts(spec, folder, pd.read_csv(folder / "metrics.csv"))
 
 
@@ -226,7 +239,7 @@ def replay_rewind_step(artifacts: SweepArtifacts, loaded: Loaded, iteration: int
     """Re-run step ``iteration``'s prune + rewind from the cached ``iteration - 1`` checkpoint.
 
     Returns ``(replayed, cached)`` before retraining: the replayed model's survivors must equal
-    the initial weights and its masks the cached checkpoint's. A check that the cache is not
+    the rewind target (:attr:`SweepArtifacts.rewind_target`) and its masks the cached checkpoint's. A check that the cache is not
     lying about rewinding (used by the bench suite's correctness gate).
     """
     spec = artifacts.spec
@@ -234,7 +247,7 @@ def replay_rewind_step(artifacts: SweepArtifacts, loaded: Loaded, iteration: int
         raise ValueError(f"{spec.label}: no rewind step at iteration {iteration}")
     model = load_model(artifacts, loaded, iteration - 1)
     prune_step(loaded.family, model, spec.schedule, spec.amount, spec.seed + iteration, spec.embeddings, spec.unit_rule)
-    rewind(model, read_tensors(artifacts.initial))
+    rewind(model, read_tensors(artifacts.rewind_target))
     return model, load_model(artifacts, loaded, iteration)
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import torch
 from torch import nn
 
 from prunelib.families.contract import Family
 from prunelib.families.datadir import DataError, data_root
+from prunelib.pruning.criteria import initial_state
 from prunelib.storage.checkpoint import load_checkpoint
 from prunelib.sweep.spec import SweepSpec
 
@@ -39,6 +41,20 @@ class Loaded:
         if key not in self._skeletons:
             self._skeletons[key] = self.family.prepare(self.family.build(spec.model, self.data, spec.seed))
         return copy.deepcopy(self._skeletons[key])
+
+    def rewind_point(self, spec: SweepSpec, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """The weights after ``spec.rewind_epoch`` epochs of dense training (late rewinding's target).
+
+        Trains a copy of ``model`` (default: the seeded build) with :meth:`Family.train_epochs`.
+        Raises ``Unsupported`` (from the family) when it cannot stop at an epoch, ``ValueError`` when
+        the epoch lies past the dense run's ``epochs``.
+        """
+        epochs = getattr(self.hparams, "epochs", None)
+        if isinstance(epochs, int) and spec.rewind_epoch > epochs:
+            raise ValueError(f"rewind epoch {spec.rewind_epoch} is past the dense training's {epochs} epochs")
+        copy_ = self.fresh(spec) if model is None else copy.deepcopy(model)
+        self.family.train_epochs(copy_, self.data, self.hparams, spec.seed, spec.rewind_epoch)
+        return initial_state(copy_)
 
     def checkpoint(self, spec: SweepSpec, path: Any) -> nn.Module:
         """The checkpoint at ``path`` (masks re-applied) loaded into a fresh model, in eval mode."""

@@ -91,10 +91,11 @@ def run_sweep(
     if initial is not None:
         rewind(model, initial)
     init = initial_state(model)
+    target = loaded.rewind_point(spec, model) if spec.schedule.late else init  # what survivors rewind to
     family.train(model, loaded.data, loaded.hparams, spec.seed, "dense")
     model.eval()
     steps = iterate_schedule(
-        family, model, init, loaded.data, loaded.hparams, spec.schedule,
+        family, model, target, loaded.data, loaded.hparams, spec.schedule,
         spec.amount, spec.iterations, spec.seed, spec.embeddings, spec.unit_rule,
     )  # fmt: skip
     rows = []

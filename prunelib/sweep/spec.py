@@ -40,6 +40,8 @@ class SweepSpec:
     unit_scope: str = "layer"
     unit_round: int = 1
     max_tokens: int | None = None
+    #: Late rewinding (``imp-late-rewind``) rewinds survivors to the weights after this many epochs of dense training.
+    rewind_epoch: int = 1
 
     def __post_init__(self) -> None:
         check_fraction("amount", self.amount)
@@ -50,6 +52,10 @@ class SweepSpec:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         schedule = get_schedule(self.method)  # an unknown method is an error here
+        if self.rewind_epoch < 0:
+            raise ValueError(f"rewind_epoch must be >= 0, got {self.rewind_epoch}")
+        if self.rewind_epoch != 1 and not schedule.late:
+            raise ValueError(f"a rewind epoch applies to late rewinding (imp-late-rewind), not {self.method!r}")
         if not self.unit_rule.default and not schedule.structured:
             raise ValueError(f"unit criterion, scope and rounding apply to structured methods, not {self.method!r}")
 
@@ -62,12 +68,14 @@ class SweepSpec:
     def label(self) -> str:
         """``dataset-model-method`` (the model's last path part), then the unit rule where not the default.
 
-        ``-CRITERION-SCOPE`` when either differs from L2 per layer, ``-roundN`` when rounding.
+        ``-CRITERION-SCOPE`` when either differs from L2 per layer, ``-roundN`` when rounding, ``-eK`` when
+        late rewinding goes to another epoch than the first.
         """
         label = f"{self.dataset}-{Path(self.model).name}-{self.method}"
         if (self.unit_criterion, self.unit_scope) != ("l2", "layer"):
             label += f"-{self.unit_criterion}-{self.unit_scope}"
-        return label + (f"-round{self.unit_round}" if self.unit_round != 1 else "")
+        label += f"-round{self.unit_round}" if self.unit_round != 1 else ""
+        return label + (f"-e{self.rewind_epoch}" if self.rewind_epoch != 1 else "")
 
     @property
     def schedule(self) -> Schedule:

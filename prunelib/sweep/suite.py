@@ -57,7 +57,10 @@ class SuiteOptions:
     methods: tuple[str, ...] | None = None  # None: each family's bench methods
     iterations: int | None = None  # None: each family's default
     amount: float | None = None
-    seed: int = 0
+    seed: int = 0  # the first of seeds
+    seeds: tuple[int, ...] = (0,)  # --prune-seeds (or the one --prune-seed): every sweep runs once per seed
+    rewind_epoch: int = 1  # --prune-rewind-epoch: late rewinding's epoch
+    scheduler: str | None = None  # --prune-scheduler: local:N or tcp://host:port (None: build serially)
     runtimes: tuple[str, ...] = ("torch", "onnxruntime")
     batches: tuple[int, ...] = (1, 256)
     precisions: tuple[str, ...] = ("fp16", "int8")
@@ -105,6 +108,29 @@ def _number(option: str, text: object, low: float, high: float) -> float:
     if not low <= value <= high:
         raise OptionError(f"{option} must lie in [{low:g}, {high:g}], got {value:g}")
     return value
+
+
+def parse_seeds(seed: object, seeds: object) -> tuple[int, ...]:
+    """``--prune-seeds 0,1,2`` or ``--prune-seed N`` (not both) -> the distinct seeds, in order; default ``(0,)``."""
+    if seed is not None and seeds is not None:
+        raise OptionError(f"--prune-seed {seed} and --prune-seeds {seeds}: give one (--prune-seeds takes a list)")
+    if seeds is not None:
+        return tuple(dict.fromkeys(_int("--prune-seeds", s, 0) for s in split_list("--prune-seeds", seeds)))
+    return (_int("--prune-seed", seed if seed is not None else 0, 0),)
+
+
+def parse_scheduler(text: object) -> str | None:
+    """``local:N`` (N >= 1) or ``tcp://host:port``, checked for form only (reaching it is the cluster's job)."""
+    if text is None:
+        return None
+    value = str(text).strip()
+    kind, sep, rest = value.partition(":")
+    if kind == "local" and sep:
+        _int("--prune-scheduler local:N", rest, 1)
+        return value
+    if kind in ("tcp", "tls") and rest.startswith("//") and len(rest) > 2:
+        return value
+    raise OptionError(f"--prune-scheduler: {value!r} is neither local:N (e.g. local:2) nor tcp://host:port")
 
 
 def parse_triples(datasets: object, families: tuple[str, ...]) -> tuple[Triple, ...]:
@@ -176,6 +202,7 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
     except ValueError as exc:
         flag = "--prune-unit-criterion" if "criterion" in str(exc) else "--prune-unit-scope"
         raise OptionError(f"{flag}: {exc}") from None
+    seeds = parse_seeds(get("seed"), get("seeds"))
     return SuiteOptions(
         data_dir=str(get("data_dir")) if get("data_dir") else None,
         triples=triples,
@@ -184,7 +211,10 @@ def parse_options(raw: dict[str, object]) -> SuiteOptions:
         else None,
         iterations=_int("--prune-iterations", get("iterations"), 1) if get("iterations") is not None else None,
         amount=amount,
-        seed=_int("--prune-seed", get("seed") or 0, 0),
+        seed=seeds[0],
+        seeds=seeds,
+        rewind_epoch=_int("--prune-rewind-epoch", get("rewind_epoch"), 0) if get("rewind_epoch") is not None else 1,
+        scheduler=parse_scheduler(get("scheduler")),
         runtimes=_choices(
             "--prune-runtimes", split_list("--prune-runtimes", get("runtimes") or "torch,onnxruntime"), RUNTIMES
         ),
@@ -210,7 +240,7 @@ def methods_for(opts: SuiteOptions, triple: Triple) -> tuple[str, ...]:
 
 
 def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
-    """One spec per (triple, method), in option order; the family's schedule defaults fill the gaps."""
+    """One spec per (triple, method, seed), in option order; the family's schedule defaults fill the gaps."""
     specs = []
     for t in opts.triples:
         family = get_family(t.family)
@@ -219,7 +249,7 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
             iterations = opts.iterations
         else:
             iterations = family.quick_iterations if opts.quick else family.iterations
-        for method in methods_for(opts, t):
+        for method, seed in ((m, s) for m in methods_for(opts, t) for s in opts.seeds):
             rule = opts.unit_rule if get_schedule(method).structured else UnitRule()
             specs.append(
                 SweepSpec(
@@ -229,7 +259,8 @@ def sweep_specs(opts: SuiteOptions) -> list[SweepSpec]:
                     method,
                     amount,
                     iterations,
-                    seed=opts.seed,
+                    seed=seed,
+                    rewind_epoch=opts.rewind_epoch if get_schedule(method).late else 1,
                     quick=opts.quick,
                     embeddings=opts.embeddings,
                     data_dir=opts.data_dir,

@@ -29,6 +29,8 @@ OPTIONS = [
     "--iterations",
     "--amount",
     "--seed",
+    "--seeds",
+    "--rewind-epoch",
     "--data-dir",
     "--max-tokens",
     "--epochs",
@@ -256,6 +258,18 @@ def test_initial_weights_reproduce_a_run(capsys: pytest.CaptureFixture[str], tmp
     assert (second / "initial.safetensors").read_bytes() == init.read_bytes()
     assert cli(["sweep", *QUICK, "--seed", "4", "--out", str(third)], capsys)[0] == 0  # another seed differs
     assert (third / "initial.safetensors").read_bytes() != init.read_bytes()
+
+
+def test_seeds_write_one_folder_per_seed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--seeds 3,4``: OUT/seed3 and OUT/seed4, each as a one-seed run of that seed writes it."""
+    assert cli(["sweep", *QUICK, "--seeds", "3,4", "--out", str(tmp_path / "both")], capsys)[0] == 0
+    assert cli(["sweep", *QUICK, "--seed", "4", "--out", str(tmp_path / "one")], capsys)[0] == 0
+    both, one = tmp_path / "both", tmp_path / "one"
+    assert (both / "seed4" / "initial.safetensors").read_bytes() == (one / "initial.safetensors").read_bytes()
+    assert (both / "seed3" / "initial.safetensors").read_bytes() != (one / "initial.safetensors").read_bytes()
+    assert (both / "seed3" / "plots" / "metric-vs-sparsity.png").is_file() and not (both / "results.csv").exists()
+    code, _, err = cli(["sweep", *QUICK, "--seed", "1", "--seeds", "1,2", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--seed 1 and --seeds 1,2: give one" in err
 
 
 def test_help_mentions_every_option_and_choice(

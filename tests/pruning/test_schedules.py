@@ -93,6 +93,8 @@ def test_the_schedules() -> None:
         "no-retrain": ("magnitude", False, False, False),
         "imp-rewind": ("magnitude", True, True, False),
         "imp-finetune": ("magnitude", False, True, False),
+        "imp-late-rewind": ("magnitude", True, True, False),
+        "imp-lr-rewind": ("magnitude", False, True, False),
         "random": ("random", False, False, False),
         "layerwise": ("layerwise", False, False, False),
         "structured-no-retrain": ("l2-units", False, False, True),

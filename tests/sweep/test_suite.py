@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from prunelib.families.registry import get_family
@@ -194,3 +196,39 @@ def test_every_method_the_readme_documents_is_accepted() -> None:
     from prunelib.pruning.schedules import SCHEDULES
 
     assert documented | set(LAB_METHODS) == set(SCHEDULES)  # the lab's four are "the lab's four" in that row
+
+
+def test_seeds_run_every_sweep_once_per_seed() -> None:
+    from prunelib.sweep.suite import sweep_specs
+
+    opts = parse_options({"seeds": "0, 2,1,2", "methods": "no-retrain,imp-late-rewind", "rewind_epoch": "3"})
+    assert opts.seeds == (0, 2, 1) and opts.seed == 0
+    specs = sweep_specs(opts)
+    assert [(s.method, s.seed) for s in specs] == [
+        ("no-retrain", 0), ("no-retrain", 2), ("no-retrain", 1),
+        ("imp-late-rewind", 0), ("imp-late-rewind", 2), ("imp-late-rewind", 1),
+    ]  # fmt: skip
+    assert [s.rewind_epoch for s in specs] == [1, 1, 1, 3, 3, 3]  # only late rewinding takes the epoch
+    assert parse_options({"seed": "4"}).seeds == (4,) and parse_options({}).seeds == (0,)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"seed": "1", "seeds": "0,1"}, "--prune-seed 1 and --prune-seeds 0,1: give one"),
+        ({"seeds": "0,x"}, "--prune-seeds must be an integer, got 'x'"),
+        ({"seeds": "0,-1"}, "--prune-seeds must be >= 0, got -1"),
+        ({"rewind_epoch": "-1"}, "--prune-rewind-epoch must be >= 0, got -1"),
+        ({"scheduler": "local:0"}, "--prune-scheduler local:N must be >= 1, got 0"),
+        ({"scheduler": "cluster"}, "--prune-scheduler: 'cluster' is neither local:N"),
+    ],
+)
+def test_bad_seeds_scheduler_and_rewind_epoch_name_the_option(raw, message) -> None:
+    with pytest.raises(OptionError, match=re.escape(message)):
+        parse_options(raw)
+
+
+def test_a_scheduler_is_kept_as_given() -> None:
+    assert parse_options({"scheduler": "local:2"}).scheduler == "local:2"
+    assert parse_options({"scheduler": "tcp://10.0.0.5:8786"}).scheduler == "tcp://10.0.0.5:8786"
+    assert parse_options({}).scheduler is None

@@ -95,6 +95,10 @@ class MlpFamily(Family):
     def train(self, model: nn.Module, data: Splits, hparams: TrainConfig, seed: int, phase: str) -> None:
         train(model, data.train, hparams, seed, desc="train dense" if phase == "dense" else "retrain")
 
+    def train_epochs(self, model: nn.Module, data: Splits, hparams: TrainConfig, seed: int, epochs: int) -> None:
+        """The dense run cut after ``epochs``: a constant learning rate and one seeded batch order, epoch by epoch."""
+        train(model, data.train, replace(hparams, epochs=epochs), seed, desc=f"train dense to epoch {epochs}")
+
     def evaluate(self, model: nn.Module, data: Splits) -> dict[str, float]:
         return {"accuracy": evaluate(model, data.test)}
 

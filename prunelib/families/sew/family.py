@@ -119,6 +119,8 @@ class SewFamily(Family):
         reason = super().supports(method, runtime, precision, dataset)
         if not reason and method is not None and dataset not in (None, "fsdd") and get_schedule(method).retrain:
             reason = f"{method} retrains a SEW model on FSDD's training recordings: use --dataset fsdd"
+        if not reason and method is not None and get_schedule(method).retrain_phase == "dense":
+            reason = f"{method} replays the dense training, and a SEW model is built pretrained (no dense run)"
         return reason
 
     def prunable(self, model: nn.Module, embeddings: bool = False) -> Params:
