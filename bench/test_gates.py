@@ -7,15 +7,20 @@ reads the family's metric and its direction, so it holds for any family.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pandas as pd
 import pytest
 import torch
 
 from prunelib.families.registry import get_family
 from prunelib.fingerprint import file_sha256
+from prunelib.plugin.records import record_extra
 from prunelib.pruning.criteria import named_masks
 from prunelib.pruning.params import effective_parameters
 from prunelib.pruning.sparsity import expected_sparsity
 from prunelib.pruning.structured import count_to_prune
+from prunelib.results.seeds import seed_bands, separated
 from prunelib.storage.checkpoint import read_tensors
 from prunelib.storage.entries import read_manifest
 from prunelib.sweep.cache import load_model, masks_equal, replay_rewind_step
@@ -24,6 +29,8 @@ from prunelib.sweep.suite import metric_floor
 
 #: How far the measured sparsity may sit from 1-(1-a)^k: per-step rounding to whole weights.
 SPARSITY_ATOL = 2e-3
+#: Seeds the noise-aware lottery gate runs at least (the run's own when it has this many).
+GATE_SEEDS = 3
 
 
 def test_sparsity_follows_the_schedule(sweep_spec, suite) -> None:
@@ -141,6 +148,39 @@ def test_rewinding_beats_no_retraining_at_high_sparsity(pair, suite) -> None:
     last = high.max()
     gap = metric.loss(rewind.loc[last, metric.name], oneshot.loc[last, metric.name])
     assert gap >= 0.20, f"at {rewind.loc[last, 'sparsity']:.1%} imp-rewind beats no-retrain by only {gap:.3f}"
+
+
+def test_rewinding_beats_no_retraining_beyond_the_seeds_noise(pair, suite, request) -> None:
+    """The lottery result beyond noise: over 3 seeds, IMP rewind's pessimistic bound at >= 95 % sparsity
+    (its 95 % interval's lower end for accuracy) beats no-retrain's optimistic bound, at every such iteration.
+
+    Runs the run's seeds when ``--prune-seeds`` gives at least :data:`GATE_SEEDS`, else the first seed
+    and the ones after it. The seeds' bands go to the report (``seed-gate-<pair>``).
+    """
+    family = get_family(pair.family)
+    if (pair.dataset, pair.model) not in family.lottery:
+        pytest.skip(f"family {pair.family!r} does not claim the lottery-ticket result for {pair.id}")
+    opts = suite.opts
+    first = {s.method: s for s in suite.specs_of(pair) if s.seed == opts.seed}
+    if not {"imp-rewind", "no-retrain"} <= set(first):
+        pytest.skip("imp-rewind and no-retrain are not both in this run")
+    seeds = opts.seeds if len(opts.seeds) >= GATE_SEEDS else tuple(range(opts.seed, opts.seed + GATE_SEEDS))
+    rows = pd.concat(
+        [
+            suite.sweep(dataclasses.replace(first[method], seed=seed)).metrics.assign(method=method, seed=seed)
+            for method in ("imp-rewind", "no-retrain")
+            for seed in seeds
+        ],
+        ignore_index=True,
+    )
+    metric = family.metric
+    bands = seed_bands(rows, metric.name).assign(dataset=pair.dataset, model=pair.model)
+    record_extra(request.config, f"seed-gate-{pair.dataset}-{pair.model}", bands)
+    gate = separated(rows, metric, "imp-rewind", "no-retrain", min_sparsity=0.95)
+    if gate.empty:
+        pytest.skip("this run does not reach 95 % sparsity")
+    assert (gate["better_n"] == len(seeds)).all() and (gate["worse_n"] == len(seeds)).all(), gate
+    assert gate["holds"].all(), f"over seeds {seeds}, imp-rewind does not beat no-retrain beyond noise:\n{gate}"
 
 
 def test_random_pruning_is_worse_than_magnitude(pair, suite) -> None:
