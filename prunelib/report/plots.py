@@ -47,13 +47,8 @@ RC: dict[RcKeyType, Any] = {
 
 #: Known methods in a fixed order, so a method has the same colour and marker in every plot.
 METHOD_ORDER: tuple[str, ...] = (
-    "no-retrain",
-    "imp-rewind",
-    "imp-finetune",
-    "random",
-    "structured-no-retrain",
-    "structured-imp-rewind",
-    "structured-imp-finetune",
+    *("no-retrain", "imp-rewind", "imp-finetune", "random", "structured-no-retrain", "structured-imp-rewind"),
+    *("structured-imp-finetune", "imp-late-rewind", "imp-lr-rewind", "layerwise"),
 )
 _COLORS = [matplotlib.colormaps["tab10"](i) for i in range(10)]
 _MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "<", ">"]
@@ -75,7 +70,7 @@ def method_style(method: str) -> dict[str, Any]:
     if method in METHOD_ORDER:
         i = METHOD_ORDER.index(method)
     else:
-        i = len(METHOD_ORDER) + sum(map(ord, str(method))) % (10 - len(METHOD_ORDER))
+        i = sum(map(ord, str(method)))  # a plugin's own method: a colour of its own name (may repeat one)
     return {"color": _COLORS[i % 10], "marker": _MARKERS[i % len(_MARKERS)]}
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from prunelib.pruning.schedules import SCHEDULES
 from prunelib.report import plots
 from prunelib.report.writer import benchmark_rows, lab_rows
 from tests.report.test_writer import make_bench, make_entry, make_sweep
@@ -154,6 +155,8 @@ def test_method_style_is_stable() -> None:
     assert plots.method_style("imp-rewind") == plots.method_style("imp-rewind")
     assert plots.method_style("imp-rewind")["color"] != plots.method_style("no-retrain")["color"]
     assert plots.method_style("my-new-method") == plots.method_style("my-new-method")
+    colours = [plots.method_style(m)["color"] for m in SCHEDULES]  # every built-in method its own colour
+    assert len(set(colours)) == len(colours) == len(SCHEDULES)
 
 
 def test_save_png_writes_a_valid_png(tmp_path: Path) -> None:
