@@ -124,7 +124,8 @@ def seeds_note(lab: pd.DataFrame, metric: Metric) -> list[str]:
     return [
         f"_{n} seeds: tables show the mean {name} per iteration with its 95 % Student-t interval "
         f"(`{name} low`, `{name} high`, `Seeds`), the plot of {name} vs sparsity a band spanning it, and the knee "
-        f"judges each iteration by the interval's {end} bound. Latency and sizes are medians over the seeds; "
+        f"judges each iteration by the {end} bound of its change from dense, paired by seed. Latency and sizes "
+        "are medians over the seeds; "
         "`results.csv` keeps one row per seed._",
         "",
     ]

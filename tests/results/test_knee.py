@@ -192,7 +192,7 @@ def test_with_three_seeds_the_knee_uses_the_lower_bound() -> None:
     knee = find_knee(wide).iloc[0]
     assert knee["knee_iteration"] == 1  # lower bound at iteration 2: 0.975 - 4.30 * 0.006 / sqrt(3) < 0.97
     assert knee["seeds"] == 3 and "lower bound" in knee["judged_by"]
-    assert "first failing iteration 2 (accuracy lower bound 0.960" in knee["note"]
+    assert "first failing iteration 2 (accuracy lower bound, paired by seed, 0.960" in knee["note"]
     assert knee["knee_metric"] == pytest.approx(0.978)  # the mean is reported
     assert knee["knee_metric_low"] < 0.978 < knee["knee_metric_high"]
     assert list(find_knee(wide).columns) == [
@@ -221,3 +221,16 @@ def test_two_rows_of_one_seed_and_iteration_raise() -> None:
     twice = pd.concat([seeded_sweep([0.0] * 5), seeded_sweep([0.0] * 5).iloc[:1]], ignore_index=True)
     with pytest.raises(ValueError, match="duplicated iterations"):
         find_knee(twice)
+
+
+def test_seeds_are_paired_with_their_own_dense_model() -> None:
+    """Three dense models 2 points apart (as quick LeNets are), each losing the same: the spread of the
+    dense models is not noise in the change, so the knee is where the mean's is, and the dense row passes."""
+    shifted = seeded_sweep([0.0] * 5)
+    shifted["accuracy"] += (shifted["seed"] - 2) * 0.02  # each seed's whole curve 2 points above the last
+    knee = find_knee(shifted).iloc[0]
+    assert knee["knee_iteration"] == 3 and "paired by seed" in knee["judged_by"]
+    assert knee["knee_metric_low"] < 0.95  # the metric's own interval is wide; the paired change's is not
+    noisy = shifted.copy()
+    noisy.loc[(noisy["iteration"] == 2) & (noisy["seed"] == 1), "accuracy"] -= 0.03  # one seed's change drops
+    assert find_knee(noisy).iloc[0]["knee_iteration"] == 1
