@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunelib.config import check_fraction, config_key
+from prunelib.config import check_fraction, check_level, config_key, level, non_negative
 from prunelib.sweep.spec import SweepSpec
 
 
@@ -55,3 +56,15 @@ def test_config_key_changes_with_any_field_and_version() -> None:
 def test_config_key_separates_amounts(a: float, b: float) -> None:
     same = config_key(dataclasses.replace(BASE, amount=a)) == config_key(dataclasses.replace(BASE, amount=b))
     assert same == (a == b)
+
+
+def test_levels_and_thresholds_shared_by_compare_and_history() -> None:
+    assert check_level("alpha", 0.05) == 0.05 and level("0.01") == 0.01 and non_negative("0") == 0.0
+    for bad in (0, 1, 1.5, -0.1, True, "0.05", math.nan):
+        with pytest.raises(ValueError, match="alpha must be a significance level in \\(0, 1\\)"):
+            check_level("alpha", bad)  # type: ignore[arg-type]
+    for text, message in (("x", "not a number"), ("-1", "finite number >= 0"), ("inf", "finite number >= 0")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            non_negative(text)
+    with pytest.raises(argparse.ArgumentTypeError, match="significance level"):
+        level("1")

@@ -15,19 +15,10 @@ import sys
 from pathlib import Path
 
 from prunelib.cli.args import CliError
+from prunelib.config import level, non_negative
 
 #: Read when no path is given (those that exist): pytest-benchmark's storage and the suite's reports.
 DEFAULT_PATHS = (".benchmarks", "reports")
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
 
 
 def add_history_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,22 +47,23 @@ def add_history_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-latency-increase-pct",
-        type=_non_negative,
-        default=10.0,
+        type=non_negative,
+        default=None,
         metavar="PCT",
         help="a latency change: the median moved by more than PCT %% and by more than both IQRs (default: 10, as compare)",
     )
     p.add_argument(
         "--max-accuracy-drop-points",
-        type=_non_negative,
-        default=1.0,
+        type=non_negative,
+        default=None,
         metavar="POINTS",
         help="a metric change: accuracy or WER moved by more than POINTS percentage points (default: 1.0, as compare)",
     )
     p.add_argument(
         "--alpha",
-        type=float,
-        default=0.05,
+        type=level,
+        default=None,
+        metavar="LEVEL",
         help="a latency change also needs a test (Mann-Whitney U over raw rounds, else Welch's t from mean, stddev "
         "and rounds) to reject equal timings at this level (default: 0.05, as compare)",
     )
@@ -122,10 +114,12 @@ def run_history_command(args: argparse.Namespace) -> int:
     if not paths:
         raise CliError(f"no PATH given and none of {', '.join(DEFAULT_PATHS)} here; name the folders or files to read")
     check_outputs(paths, args.csv, args.html)
-    try:
-        rule = Rule(args.max_latency_increase_pct, args.max_accuracy_drop_points, args.alpha)
-    except ValueError as exc:
-        raise CliError(f"--alpha: {exc}") from None
+    given = {
+        "latency_pct": args.max_latency_increase_pct,
+        "metric_points": args.max_accuracy_drop_points,
+        "alpha": args.alpha,
+    }
+    rule = Rule(**{k: v for k, v in given.items() if v is not None})  # unset: compare's defaults, held by Rule
     try:
         history = build_history(paths)
     except HistoryInputError as exc:

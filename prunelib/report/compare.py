@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from prunelib.config import level, non_negative
 from prunelib.report import noise, plots
 from prunelib.report.rows import benchmark_rows
 from prunelib.results.schema import row_metrics
@@ -306,23 +307,6 @@ def format_result(result: CompareResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _level(text: str) -> float:
-    try:
-        return noise.check_alpha(float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a significance level in (0, 1), got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of ``python -m prunelib compare``."""
     parser = argparse.ArgumentParser(
@@ -339,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-accuracy-drop-points",
-        type=_non_negative,
+        type=non_negative,
         default=1.0,
         metavar="POINTS",
         help="fail when accuracy (or any higher-is-better metric) falls by more than this many percentage points; "
@@ -347,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-wer-rise-points",
-        type=_non_negative,
+        type=non_negative,
         default=1.0,
         metavar="POINTS",
         help="fail when WER (or any lower-is-better metric) rises by more than this many percentage points "
@@ -355,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-latency-increase-pct",
-        type=_non_negative,
+        type=non_negative,
         default=10.0,
         metavar="PCT",
         help="fail when median latency grows by more than this percentage AND by more than the two runs' "
@@ -363,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--alpha",
-        type=_level,
+        type=level,
         default=noise.ALPHA,
         metavar="LEVEL",
         help="significance level: latency is flagged only when Mann-Whitney U (rounds saved with "
@@ -372,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-size-increase-pct",
-        type=_non_negative,
+        type=non_negative,
         default=None,
         metavar="PCT",
         help="fail when the sparse COO size on disk grows by more than this percentage (default: not checked)",

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prunelib.config import check_level
 from prunelib.measure.stats import differ, one_sample_p, pooled_summary, t_interval, welch_from_summary
 from prunelib.report.rows import benchmark_entries
 from prunelib.results.schema import label
@@ -63,9 +64,7 @@ EPS = 1e-9
 
 def check_alpha(alpha: float) -> float:
     """``alpha`` when it is a level in (0, 1); raises ValueError otherwise."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ValueError(f"alpha must be a significance level in (0, 1), got {alpha!r}")
-    return float(alpha)
+    return check_level("alpha", alpha)
 
 
 def with_rounds(rows: pd.DataFrame, bench: dict[str, Any]) -> pd.DataFrame:

@@ -32,8 +32,9 @@ def test_history_writes_csv_and_reports_changes(tmp_path: Path, capsys: pytest.C
         (["{runs}/missing"], "missing"),
         (["--max-latency-increase-pct", "-3"], "--max-latency-increase-pct"),
         (["--csv", "{runs}/no/such/t.csv"], "--csv"),
+        (["--alpha", "1.5"], "--alpha"),
     ],
-    ids=["html-in-read-folder", "missing-path", "negative-threshold", "csv-folder-missing"],
+    ids=["html-in-read-folder", "missing-path", "negative-threshold", "csv-folder-missing", "alpha-out-of-range"],
 )
 def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
