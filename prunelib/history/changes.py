@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from prunelib.report.compare import EPS
-from prunelib.report.noise import ALPHA, NO_TEST, check_alpha, latency_test, test_named
+from prunelib.report.noise import ALPHA, EPS, NO_TEST, check_alpha, latency_test, test_named
 from prunelib.results.schema import label
 
 #: ``prunelib compare``'s default ``--max-latency-increase-pct`` (tests check they stay equal).

@@ -34,10 +34,8 @@ from prunelib.results.schema import row_metrics
 #: Columns of ``CompareResult.changes`` added by the noise-aware rules (:mod:`prunelib.report.noise`).
 CHANGE_COLUMNS = ["seeds_baseline", "seeds_last", "metric_test", "metric_p_value", "latency_test", "latency_p_value"]
 KEY_FIELDS: tuple[str, ...] = ("dataset", "model", "method", "iteration", "runtime", "batch_size", "precision")
-#: Slack so that exactly-at-threshold changes (0.98 → 0.97 with a 1-point limit) pass.
 #: Numeric columns compared per key besides the metric.
 NUMERIC = ["latency_median_s", "latency_iqr_s", "disk_sparse_bytes"]
-EPS = 1e-9
 
 
 class RunFileError(ValueError):
@@ -270,7 +268,11 @@ def compare_runs(
             100 * (size_n / size_b - 1) if math.isfinite(size_b) and math.isfinite(size_n) and size_b > 0 else math.nan
         )
         rec["size_change_pct"] = size_pct
-        if max_size_increase_pct is not None and math.isfinite(size_pct) and size_pct > max_size_increase_pct + EPS:
+        if (
+            max_size_increase_pct is not None
+            and math.isfinite(size_pct)
+            and size_pct > max_size_increase_pct + noise.EPS
+        ):
             regressions.append(
                 f"{key}: disk size {size_pct:+.1f}% ({size_b / 1e6:.3f} MB -> {size_n / 1e6:.3f} MB), limit +{max_size_increase_pct:g}%"
             )

@@ -59,6 +59,7 @@ KEY_COLUMNS: tuple[str, ...] = (
 )
 #: Columns of :func:`per_key` holding a tuple per key (the seeds' values, the raw rounds): not for the history.
 PER_SEED_COLUMNS: tuple[str, ...] = ("metric_values", "rounds_data")
+#: Slack so that exactly-at-threshold changes (0.98 → 0.97 with a 1-point limit) pass.
 EPS = 1e-9
 
 
