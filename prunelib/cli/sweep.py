@@ -32,6 +32,7 @@ from prunelib.pruning.structured import UNIT_CRITERIA, UNIT_SCOPES
 from prunelib.results.tables import to_markdown, wide_table
 from prunelib.sweep.loaded import Loaded, load
 from prunelib.sweep.spec import SweepSpec
+from prunelib.sweep.suite import OptionError, parse_seeds
 
 #: One phrase per pruning schedule, for --help.
 METHOD_HELP: dict[str, str] = {
@@ -197,8 +198,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     hparams_of(family, args)  # a bad --hparam fails before any data is read
     outputs = Outputs(out)
     for seed in seeds:
-        args.seed = seed
-        frames = {m: _sweep_one(family, args, m, timing, outputs, folders[seed, m].relative_to(out)) for m in methods}
+        frames = {
+            m: _sweep_one(family, args, m, seed, timing, outputs, folders[seed, m].relative_to(out)) for m in methods
+        }
         title = f"{args.dataset} / {args.model}" + (f" (seed {seed})" if len(seeds) > 1 else "")
         plots = bases[seed].relative_to(out) / "plots"
         _write_plots(outputs, frames, family.metric.name, title, plots)
@@ -208,21 +210,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 def seeds_of(seed: int | None, seeds: str | None) -> list[int]:
     """``--seed N`` or ``--seeds 0,1,2`` (not both) -> the distinct seeds in order; default ``[0]``."""
-    if seed is not None and seeds is not None:
-        raise CliError(f"--seed {seed} and --seeds {seeds}: give one (--seeds takes a list)")
-    if seeds is None:
-        return [seed or 0]
     try:
-        values = [count(v.strip()) for v in seeds.split(",") if v.strip()]
-    except argparse.ArgumentTypeError as exc:
-        raise CliError(f"--seeds {seeds!r}: {exc}") from None
-    if not values:
-        raise CliError(f"--seeds needs at least one seed, got {seeds!r}")
-    return list(dict.fromkeys(values))
+        return list(parse_seeds(seed, seeds, ("--seed", "--seeds")))
+    except OptionError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _sweep_one(
-    family: Family, args: argparse.Namespace, method: str, timing: Any, outputs: Outputs, folder: Path
+    family: Family, args: argparse.Namespace, method: str, seed: int, timing: Any, outputs: Outputs, folder: Path
 ) -> pd.DataFrame:
     """One method's sweep into ``folder`` of ``outputs``: results.csv, results.md, initial.safetensors. Returns its rows."""
     from safetensors.torch import save_file
@@ -236,7 +231,7 @@ def _sweep_one(
         args.family, args.dataset, args.model, method,
         args.amount if args.amount is not None else family.amount,
         args.iterations if args.iterations is not None else family.iterations,
-        seed=args.seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
+        seed=seed, embeddings=args.embeddings, precision=args.precision, data_dir=args.data_dir,
         unit_criterion=args.unit_criterion if structured else "l2", unit_scope=args.unit_scope if structured else "layer",
         unit_round=args.unit_round if structured else 1, max_tokens=args.max_tokens,
         rewind_epoch=args.rewind_epoch if SCHEDULES[method].late else 1,

@@ -110,13 +110,19 @@ def _number(option: str, text: object, low: float, high: float) -> float:
     return value
 
 
-def parse_seeds(seed: object, seeds: object) -> tuple[int, ...]:
-    """``--prune-seeds 0,1,2`` or ``--prune-seed N`` (not both) -> the distinct seeds, in order; default ``(0,)``."""
+def parse_seeds(
+    seed: object, seeds: object, flags: tuple[str, str] = ("--prune-seed", "--prune-seeds")
+) -> tuple[int, ...]:
+    """``--prune-seeds 0,1,2`` or ``--prune-seed N`` (not both) -> the distinct seeds, in order; default ``(0,)``.
+
+    ``flags`` name the two options in messages (the CLI's are ``--seed`` and ``--seeds``).
+    """
+    one, many = flags
     if seed is not None and seeds is not None:
-        raise OptionError(f"--prune-seed {seed} and --prune-seeds {seeds}: give one (--prune-seeds takes a list)")
+        raise OptionError(f"{one} {seed} and {many} {seeds}: give one ({many} takes a list)")
     if seeds is not None:
-        return tuple(dict.fromkeys(_int("--prune-seeds", s, 0) for s in split_list("--prune-seeds", seeds)))
-    return (_int("--prune-seed", seed if seed is not None else 0, 0),)
+        return tuple(dict.fromkeys(_int(many, s, 0) for s in split_list(many, seeds)))
+    return (_int(one, seed if seed is not None else 0, 0),)
 
 
 def parse_scheduler(text: object) -> str | None:
