@@ -281,26 +281,28 @@ def generation_config(folder: Path, config: Any) -> Any:
     if missing:
         raise ConversionError(f"{folder / 'tokenizer.json'} has no special token(s) {missing}")
     multilingual = config.vocab_size >= 51865
-    gen = GenerationConfig(
-        decoder_start_token_id=tokens["<|startoftranscript|>"],
-        bos_token_id=tokens["<|startoftranscript|>"],
-        eos_token_id=tokens["<|endoftext|>"],
-        pad_token_id=tokens["<|endoftext|>"],
-        no_timestamps_token_id=tokens["<|notimestamps|>"],
-        suppress_tokens=[int(i) for i in ct2.get("suppress_ids", [])],
-        begin_suppress_tokens=[int(i) for i in ct2.get("suppress_ids_begin", [])],
-        alignment_heads=[[int(a), int(b)] for a, b in ct2.get("alignment_heads", [])],
-        is_multilingual=multilingual,
-        max_length=config.max_target_positions,
-        return_timestamps=False,
-    )
+    settings: dict[str, Any] = {
+        "decoder_start_token_id": tokens["<|startoftranscript|>"],
+        "bos_token_id": tokens["<|startoftranscript|>"],
+        "eos_token_id": tokens["<|endoftext|>"],
+        "pad_token_id": tokens["<|endoftext|>"],
+        "no_timestamps_token_id": tokens["<|notimestamps|>"],
+        "suppress_tokens": [int(i) for i in ct2.get("suppress_ids", [])],
+        "begin_suppress_tokens": [int(i) for i in ct2.get("suppress_ids_begin", [])],
+        "alignment_heads": [[int(a), int(b)] for a, b in ct2.get("alignment_heads", [])],
+        "is_multilingual": multilingual,
+        "max_length": config.max_target_positions,
+        "return_timestamps": False,
+    }
     if "<|startofprev|>" in tokens:
-        gen.prev_sot_token_id = tokens["<|startofprev|>"]
+        settings["prev_sot_token_id"] = tokens["<|startofprev|>"]
     if multilingual:
-        gen.lang_to_id = {t: i for t, i in tokens.items() if i in set(ct2.get("lang_ids", []))}
-        gen.task_to_id = {t.strip("<|>"): tokens[t] for t in ("<|transcribe|>", "<|translate|>") if t in tokens}
+        langs = {int(i) for i in ct2.get("lang_ids", [])}
+        settings["lang_to_id"] = {t: i for t, i in tokens.items() if i in langs}
+        settings["task_to_id"] = {t.strip("<|>"): tokens[t] for t in ("<|transcribe|>", "<|translate|>") if t in tokens}
     else:
-        gen.forced_decoder_ids = [[1, tokens["<|notimestamps|>"]]]
+        settings["forced_decoder_ids"] = [[1, tokens["<|notimestamps|>"]]]
+    gen = GenerationConfig(**settings)
     return gen
 
 

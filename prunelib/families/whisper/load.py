@@ -43,15 +43,13 @@ def wheel_folder() -> Path:
 
 def ctranslate2_processor(folder: Path) -> Any:
     """A ``WhisperProcessor`` for a CTranslate2 folder: 80 log-mel bins at 16 kHz and ``tokenizer.json``."""
-    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizerFast
+    from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer  # tokenizers-backed in 5.x
 
     path = folder / "tokenizer.json"
     if not path.is_file():
         raise ConversionError(f"{path} does not exist: the CTranslate2 folder must hold its tokenizer")
     end = "<|endoftext|>"
-    tokenizer = WhisperTokenizerFast(
-        tokenizer_file=str(path), unk_token=end, bos_token=end, eos_token=end, pad_token=end
-    )
+    tokenizer = WhisperTokenizer(tokenizer_file=str(path), unk_token=end, bos_token=end, eos_token=end, pad_token=end)
     return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer)
 
 
@@ -76,8 +74,9 @@ def load_whisper(name: str) -> tuple[Any, Any]:
     hub = hub_id(name)
     if hub is not None:
         repo, revision = hub
-        model = WhisperForConditionalGeneration.from_pretrained(repo, revision=revision)
-        return model.eval(), WhisperProcessor.from_pretrained(repo, revision=revision)
+        pinned: dict[str, Any] = {"revision": revision} if revision else {}
+        model = WhisperForConditionalGeneration.from_pretrained(repo, **pinned)
+        return model.eval(), WhisperProcessor.from_pretrained(repo, **pinned)
     path = Path(name).expanduser()
     if path.is_dir() and is_ctranslate2(path):
         return load_ctranslate2(path), ctranslate2_processor(path)
@@ -86,6 +85,6 @@ def load_whisper(name: str) -> tuple[Any, Any]:
             f"no Whisper model {name!r}: not {WHEEL_MODEL!r}, not a folder (CTranslate2 or save_pretrained), "
             "not a hub id (write hf:org/name, e.g. hf:openai/whisper-tiny.en)"
         )
-    local = {"local_files_only": True}
-    model = WhisperForConditionalGeneration.from_pretrained(str(path) if path.is_dir() else name, **local)
-    return model.eval(), WhisperProcessor.from_pretrained(str(path) if path.is_dir() else name, **local)
+    where = str(path) if path.is_dir() else name
+    model = WhisperForConditionalGeneration.from_pretrained(where, local_files_only=True)
+    return model.eval(), WhisperProcessor.from_pretrained(where, local_files_only=True)
