@@ -7,6 +7,7 @@ import onnx
 import pytest
 import torch
 
+from prunelib.deploy.onnx import ort_session
 from prunelib.families.whisper.decoding import torch_greedy
 from prunelib.families.whisper.onnx import (
     CrossKV,
@@ -15,6 +16,7 @@ from prunelib.families.whisper.onnx import (
     WhisperOnnx,
     export_whisper_onnx,
     quantize_whisper_int8,
+    weight_second,
 )
 from tests.families.whisper.tiny_decoding import DECODING, features, keep_heads, keep_neurons, tiny_whisper
 
@@ -129,3 +131,20 @@ def test_ort_whisper_checks_its_arguments(graphs, ort) -> None:
     with pytest.raises(ValueError, match="exceeds the model's max_target_positions"):
         ort(features(0), dataclasses.replace(DECODING, max_new_tokens=63))
     assert ort.size_bytes == graphs.size_bytes
+
+
+def test_tied_logits_weight_is_stored_once_and_weight_second_keeps_the_outputs(model, graphs, ort) -> None:
+    assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
+    proto = onnx.load_from_string(graphs.decoder)
+    assert [tuple(i.dims) for i in proto.graph.initializer].count((120, 64)) == 1  # no transposed copy of it
+    rewritten = onnx.load_from_string(weight_second(graphs.decoder))
+    inits = {i.name for i in rewritten.graph.initializer}
+    assert not any(n.op_type == "MatMul" and n.input[0] in inits for n in rewritten.graph.node)
+    assert any(
+        n.op_type == "MatMul" and n.input[1] in inits and "weight_second" in n.input[1] for n in rewritten.graph.node
+    )
+    session = ort_session(rewritten.SerializeToString(), threads=1)
+    cross = dict(zip(ort._cross, ort.encoder.run(None, {"input_features": features(0).numpy()})))
+    feed = {"input_ids": np.array([[100, 102, 7]]), "offset": np.array([0]), **ort._empty, **cross}
+    for got, expected in zip(session.run(None, feed), ort.decoder.run(None, feed)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
