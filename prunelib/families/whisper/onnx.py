@@ -109,12 +109,12 @@ class DecoderStep(nn.Module):
             q = _split(cross_attn.q_proj(h) * cross_attn.scaling, cross_attn.q_proj, cross_attn.head_dim)
             x = x + cross_attn.out_proj(_attend(q, cross[2 * i], cross[2 * i + 1], None))
             x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
-        # proj_out as proj_out.weight @ h^T: the weight is its own initializer, not a transposed copy,
-        # so a weight tied to embed_tokens (as in every Whisper) is stored once in the graph
-        last = self.layer_norm(x[:, -1])
-        logits = torch.matmul(self.proj_out.weight, last.transpose(0, 1)).transpose(0, 1)
-        if self.proj_out.bias is not None:
-            logits = logits + self.proj_out.bias
+        # proj_out on [1, d_model] with a bias (zeros if it has none): the TorchScript exporter writes
+        # Gemm(transB=1) on the weight itself, not on a transposed copy, so a weight tied to
+        # embed_tokens (as in every Whisper) is stored once in the graph
+        weight = self.proj_out.weight
+        bias = self.proj_out.bias if self.proj_out.bias is not None else torch.zeros(weight.shape[0], dtype=x.dtype)
+        logits = nn.functional.linear(self.layer_norm(x[:, -1]), weight, bias)
         return (logits, *present)
 
 
@@ -199,52 +199,18 @@ def export_whisper_onnx(model: nn.Module, opset: int = 17) -> WhisperOnnx:
     return WhisperOnnx(encoder, decoder, int(config.vocab_size), int(config.max_target_positions))
 
 
-def weight_second(onnx_model: bytes) -> bytes:
-    """``onnx_model`` with each ``MatMul(W, X)`` of a constant 2-D ``W`` and a 2-D ``X`` written as ``(X^T W^T)^T``.
-
-    ONNX Runtime's dynamic quantization only quantizes a constant *second* operand; the logits
-    product of :class:`DecoderStep` has the (tied) weight first. ``W^T`` becomes a new initializer
-    (``W`` stays for the embedding lookup that shares it); ONNX Runtime's optimizer cancels the
-    transposes. Other nodes are left alone. Same outputs up to float rounding.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-
-    proto = onnx.shape_inference.infer_shapes(onnx.load_from_string(onnx_model))
-    graph = proto.graph
-    inits = {i.name: i for i in graph.initializer}
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]}
-    nodes = []
-    for node in graph.node:
-        w = inits.get(node.input[0]) if node.op_type == "MatMul" else None
-        if w is None or len(w.dims) != 2 or node.input[1] in inits or ranks.get(node.input[1]) != 2:
-            nodes.append(node)
-            continue
-        w_t, x_t, y_t = (f"{name}_weight_second" for name in (w.name, node.input[1], node.output[0]))
-        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(w).T), w_t))
-        nodes += [
-            helper.make_node("Transpose", [node.input[1]], [x_t], perm=[1, 0]),
-            helper.make_node("MatMul", [x_t, w_t], [y_t]),
-            helper.make_node("Transpose", [y_t], [node.output[0]], perm=[1, 0]),
-        ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
-
-
 def quantize_whisper_int8(graphs: WhisperOnnx) -> WhisperOnnx:
     """Both graphs through ONNX Runtime dynamic int8 (:func:`prunelib.deploy.onnx.quantize_onnx_int8`: MatMul weights, QInt8).
 
-    The logits product is quantized too (:func:`weight_second`), so the int8 decoder stores the
-    tied weight twice: fp32 for the embedding lookup, int8 for the logits. Convolutions,
+    The logits ``Gemm`` is quantized too (as a ``MatMul`` on a transposed copy), so the int8
+    decoder stores the tied weight twice: fp32 for the embedding lookup, int8 for the logits. Convolutions,
     embeddings, layer norms and attention products between activations stay fp32.
 
     Raises:
         ValueError: a graph has no MatMul of a constant weight to quantize.
     """
     return WhisperOnnx(
-        quantize_onnx_int8(graphs.encoder), quantize_onnx_int8(weight_second(graphs.decoder)),
+        quantize_onnx_int8(graphs.encoder), quantize_onnx_int8(graphs.decoder),
         graphs.vocab_size, graphs.max_target_positions,
     )  # fmt: skip
 
