@@ -15,7 +15,10 @@ read from the modules, never from the config: a layer's head count is ``q_proj.o
 head_dim`` (structured pruning removes whole heads per layer; ``head_dim`` stays), FFN width
 whatever ``fc1`` has.
 
-Cost: exporting Whisper tiny.en takes about EXPORT_COST (encoder and decoder, 2 cores).
+Cost, Whisper tiny.en on 2 x86 cores: export 3 s (8 s on a loaded machine) for both graphs, plus
+a deep copy of the model; int8 quantization 3 to 7 s more. Sizes: fp32 151 MB (encoder 38, decoder
+114: the logits weight is tied to ``embed_tokens`` and stored once), int8 122 MB (encoder 13,
+decoder 109: the tied weight stays fp32 for the lookup and gets an int8 copy for the logits).
 """
 
 from __future__ import annotations

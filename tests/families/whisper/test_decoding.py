@@ -10,7 +10,15 @@ from transformers import GenerationConfig
 
 from prunelib.deploy.precision import dynamic_int8
 from prunelib.families.whisper.decoding import Decoding, greedy_loop, next_token, torch_greedy
-from tests.families.whisper.tiny_decoding import DECODING, EOS, NO_TIMESTAMPS, SOT, features, tiny_whisper
+from tests.families.whisper.tiny_decoding import (
+    DECODING,
+    EOS,
+    NO_TIMESTAMPS,
+    SOT,
+    features,
+    speech_features,
+    tiny_whisper,
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +164,16 @@ def test_greedy_loop_feeds_the_prompt_then_each_id() -> None:
     assert fed == [(5, 1), (3,), (4,)]
     fed.clear()
     assert greedy_loop(step, dataclasses.replace(decoding, eos=0, max_new_tokens=3)) == [3, 4, 2]
+
+
+def test_real_tiny_en_decoding_is_what_its_own_generate_does(tiny_en, data_root) -> None:
+    model, processor = tiny_en
+    decoding = Decoding.from_generation_config(model.generation_config, model.config)
+    assert decoding.prompt == (50257, 50362) and decoding.eos == 50256 and decoding.begin_suppress == (220, 50256)
+    assert decoding.max_new_tokens == 446 and len(decoding.suppress) > 80
+    feats = speech_features(data_root, processor)
+    with torch.inference_mode():
+        default = model.generate(feats)[0].tolist()  # the checkpoint's own generation config, untouched
+    ids = torch_greedy(model, feats, decoding)
+    assert ids == [t for t in default if t != decoding.eos]
+    assert processor.tokenizer.decode(ids).startswith(" If the reader will excuse me, I will say nothing")

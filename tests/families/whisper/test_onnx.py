@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from prunelib.families.whisper.decoding import torch_greedy
+from prunelib.families.whisper.decoding import Decoding, torch_greedy
 from prunelib.families.whisper.onnx import (
     CrossKV,
     DecoderStep,
@@ -16,7 +16,14 @@ from prunelib.families.whisper.onnx import (
     export_whisper_onnx,
     quantize_whisper_int8,
 )
-from tests.families.whisper.tiny_decoding import DECODING, features, keep_heads, keep_neurons, tiny_whisper
+from tests.families.whisper.tiny_decoding import (
+    DECODING,
+    features,
+    keep_heads,
+    keep_neurons,
+    speech_features,
+    tiny_whisper,
+)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +147,14 @@ def test_tied_logits_weight_is_stored_once_and_quantized_in_int8(model, graphs) 
     int8 = onnx.load_from_string(quantize_whisper_int8(graphs).decoder)
     int8_weights = [tuple(i.dims) for i in int8.graph.initializer if i.data_type == onnx.TensorProto.INT8]
     assert (64, 120) in int8_weights  # the logits weight, transposed and quantized
+
+
+def test_real_tiny_en_ort_ids_equal_torch(tiny_en, data_root) -> None:
+    model, processor = tiny_en
+    decoding = dataclasses.replace(
+        Decoding.from_generation_config(model.generation_config, model.config), max_new_tokens=16
+    )
+    feats = speech_features(data_root, processor)
+    expected = torch_greedy(model, feats, decoding)
+    assert len(expected) == 16
+    assert OrtWhisper(export_whisper_onnx(model))(feats, decoding) == expected

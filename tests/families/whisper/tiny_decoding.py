@@ -65,3 +65,16 @@ def keep_neurons(layer: nn.Module, neurons: int) -> None:
     fc2.weight.data = layer.fc2.weight.data[:, keep].clone()
     fc2.bias.data = layer.fc2.bias.data.clone()
     layer.fc2 = fc2
+
+
+def speech_features(data_root, processor, name: str = "2412-153948-0000.flac") -> torch.Tensor:
+    """Log-mel features ``[1, 80, 3000]`` of a 16 kHz mono speech-eval clip (skips when it is absent)."""
+    import pytest
+    import soundfile as sf
+
+    path = data_root / "speech-eval" / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == 16000 and audio.ndim == 1
+    return processor.feature_extractor(audio, sampling_rate=rate, return_tensors="pt").input_features
