@@ -233,6 +233,7 @@ class OrtWhisper:
         self.graphs = graphs
         self.encoder = ort_session(graphs.encoder, threads)
         self.decoder = ort_session(graphs.decoder, threads)
+        self._features = list(self.encoder.get_inputs()[0].shape)
         self._cross = [o.name for o in self.encoder.get_outputs()]
         self._present = [o.name for o in self.decoder.get_outputs()][1:]
         self._empty = {
@@ -250,10 +251,13 @@ class OrtWhisper:
         """Greedy ids for log-mel ``features`` ``[1, mels, 3000]`` (torch or numpy), prompt and eos left out.
 
         Raises:
-            ValueError: ``decoding`` does not fit the model (:meth:`Decoding.check_fits`).
+            ValueError: ``decoding`` does not fit the model (:meth:`Decoding.check_fits`), or
+                ``features`` are not of the encoder graph's shape.
         """
         decoding.check_fits(self.graphs.vocab_size, self.graphs.max_target_positions)
         x = features.numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+        if list(x.shape) != self._features:
+            raise ValueError(f"features must be {self._features} (one 30 s window), got {list(x.shape)}")
         cross = dict(zip(self._cross, self.encoder.run(None, {"input_features": x.astype(np.float32, copy=False)})))
         cache = dict(self._empty)
         offset = 0

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
+from torch.nn.utils import prune
 
 from prunelib.families.whisper.decoding import Decoding, torch_greedy
 from prunelib.families.whisper.onnx import (
@@ -135,7 +138,25 @@ def test_ort_whisper_checks_its_arguments(graphs, ort) -> None:
         OrtWhisper(graphs, threads=0)
     with pytest.raises(ValueError, match="exceeds the model's max_target_positions"):
         ort(features(0), dataclasses.replace(DECODING, max_new_tokens=63))
+    with pytest.raises(ValueError, match="features must be \\[1, 80, 3000\\]"):
+        ort(torch.zeros(1, 80, 100), DECODING)
     assert ort.size_bytes == graphs.size_bytes
+
+
+def test_pruned_weights_are_exported_as_zeros(model) -> None:
+    pruned = copy.deepcopy(model)
+    layer = pruned.model.decoder.layers[1]
+    for linear in (layer.fc1, layer.self_attn.q_proj, pruned.model.encoder.layers[0].fc2):
+        prune.l1_unstructured(linear, "weight", amount=0.6)
+    graphs = export_whisper_onnx(pruned)
+    assert hasattr(layer.fc1, "weight_mask")  # the caller's model keeps its masks
+    fc1 = layer.fc1.weight.detach().numpy()
+    initializers = [onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(graphs.decoder).graph.initializer]
+    assert any(a.shape == fc1.T.shape and np.array_equal(a, fc1.T) for a in initializers)
+    for seed in (0, 1):
+        expected = torch_greedy(pruned, features(seed), DECODING)
+        assert len(expected) > 5 and expected != torch_greedy(model, features(seed), DECODING)
+        assert OrtWhisper(graphs)(features(seed), DECODING) == expected
 
 
 def test_tied_logits_weight_is_stored_once_and_quantized_in_int8(model, graphs) -> None:
