@@ -118,6 +118,8 @@ class Family(ABC):
         holds: per (dataset, model), claims the bench gates check on the metric (:class:`Hold`).
         speedup_pair / speedup_targets: the (dataset, model) whose dense and one-step pruned models
             ``bench/test_speedups.py`` times, and the ratios they must reach (:class:`Target`).
+        timing: ``(warmup calls, timed rounds)`` for a model whose one call takes seconds (a whole
+            transcription), replacing the bench's and the CLI's defaults (``None``: theirs).
         int8: what int8 means for this family's models: ``"dynamic"`` (Linear weights, torch's and
             ONNX Runtime's dynamic quantization) or ``"static"`` (ONNX Runtime QDQ, per channel,
             calibrated on :meth:`calibration_inputs`: what a convolutional model needs).
@@ -144,6 +146,7 @@ class Family(ABC):
     speedup_pair: ClassVar[tuple[str, str] | None] = None
     speedup_targets: ClassVar[tuple[Target, ...]] = ()
     int8: ClassVar[str] = "dynamic"
+    timing: ClassVar[tuple[int, int] | None] = None
 
     # ------------------------------------------------------------------ data and model
 
@@ -183,6 +186,11 @@ class Family(ABC):
     @abstractmethod
     def example_inputs(self, data: Any, batch: int) -> torch.Tensor:
         """Inputs to time and export on: ``batch`` rows (or one fixed example when not :attr:`batched`)."""
+
+    def example_seconds(self, data: Any) -> float | None:
+        """Seconds of audio :meth:`example_inputs` holds (its latency over them is the real-time factor); ``None``
+        when the input is not audio."""
+        return None
 
     def train_epochs(self, model: nn.Module, data: Any, hparams: Any, seed: int, epochs: int) -> None:
         """Train ``model`` in place through exactly the first ``epochs`` epochs of its ``"dense"`` run.
@@ -328,6 +336,16 @@ class Family(ABC):
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
         return buf.getvalue()
+
+    def onnx_runner(self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False) -> Runner:
+        """ONNX Runtime running ``deployed`` (fp32, as :meth:`deploy` made it); ``int8``: ONNX Runtime's dynamic
+        int8 quantization of the export. Default: :meth:`export_onnx`, one session; override for a model that
+        needs several graphs (an encoder and a decoder step) and a loop around them.
+        """
+        from prunelib.deploy.onnx import ort_runner, ort_session, quantize_onnx_int8
+
+        graph = self.export_onnx(deployed, example)
+        return ort_runner(ort_session(quantize_onnx_int8(graph) if int8 else graph, threads))
 
     def check_outputs(
         self, expected: np.ndarray, got: np.ndarray, data: Any, what: str, atol: float | None = None
