@@ -51,7 +51,9 @@ def whisper_parts(model: nn.Module) -> WhisperParts:
         ) from None
     if not encoder_layers or not decoder_layers:
         raise ValueError(f"{kind} has no encoder or no decoder layers")
-    needs = [("encoder", i, layer, ("self_attn",)) for i, layer in enumerate(encoder_layers)]
+    needs: list[tuple[str, int, Any, tuple[str, ...]]] = [
+        ("encoder", i, layer, ("self_attn",)) for i, layer in enumerate(encoder_layers)
+    ]
     needs += [("decoder", i, layer, ("self_attn", "encoder_attn")) for i, layer in enumerate(decoder_layers)]
     for side, i, layer, attentions in needs:
         for name in FFN_LINEARS + tuple(f"{a}.{p}" for a in attentions for p in ATTENTION_LINEARS):
