@@ -122,6 +122,7 @@ def structure(model: nn.Module, units: Iterable[str] = UNIT_KINDS) -> Structure:
 
 
 def _config(model: nn.Module) -> Any:
+    whisper_parts(model)  # a model laid out otherwise is named as such first
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "max_source_positions"):
         raise ValueError(f"{type(model).__name__} has no Whisper config (config.max_source_positions)")
