@@ -188,3 +188,19 @@ def test_bad_arguments_are_refused_by_name(kwargs, error, message) -> None:
 def test_a_model_that_is_not_whisper_is_refused() -> None:
     with pytest.raises(ValueError, match="Whisper's layout"):
         ws.units_remaining(nn.Sequential(nn.Linear(3, 3)))
+
+
+def test_the_real_tiny_en_shrinks_with_the_same_outputs(tiny_en) -> None:
+    model = copy.deepcopy(tiny_en[0])
+    ws.structured_step(model, 0.3)
+    remaining = ws.units_remaining(model)
+    assert remaining["model.encoder.layers.0.self_attn"] == 4 and remaining["model.decoder.layers.3.fc1"] == 1075
+    small = ws.shrink(model)
+    assert [a.num_heads for a in ws.attention_modules(small).values()] == [4] * 12
+    x = torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([[50257, 50362, 440, 2068]])
+    with torch.no_grad():
+        enc = (model.model.encoder(x).last_hidden_state - small.model.encoder(x).last_hidden_state).abs().max()
+        logits = model(input_features=x, decoder_input_ids=ids).logits
+        diff = (logits - small(input_features=x, decoder_input_ids=ids).logits).abs().max()
+    assert float(enc) < 1e-4 and float(diff) < 1e-4
