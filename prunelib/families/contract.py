@@ -33,14 +33,13 @@ The smallest family (see ``examples/`` and the README's "Bring your own model"):
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import io
 import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -49,6 +48,7 @@ import torch
 from torch import nn
 
 from prunelib.errors import Unsupported
+from prunelib.fingerprint import fingerprint
 from prunelib.measure.targets import Hold, Target
 from prunelib.pruning.criteria import remove_reparametrization
 from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, prune_units, unit_counts
@@ -89,45 +89,6 @@ class Metric:
     def in_range(self, value: float) -> bool:
         """Whether ``value`` is a valid reading of this metric."""
         return not math.isnan(value) and self.low <= value <= self.high
-
-
-def fingerprint(obj: Any) -> str:
-    """A content hash of data: tensors, arrays, strings, numbers, and dataclasses/lists/dicts of them.
-
-    The default :meth:`Family.data_fingerprint`: the same bytes give the same key, wherever they
-    were read from. Raises ``TypeError`` naming a value it cannot hash.
-    """
-    digest = hashlib.sha256()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            t = value.detach().contiguous().cpu()
-            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
-        elif isinstance(value, np.ndarray):
-            a = np.ascontiguousarray(value)
-            digest.update(f"A{a.dtype}{a.shape}".encode())
-            digest.update(a.tobytes())
-        elif isinstance(value, (str, int, float, bool, type(None))):
-            digest.update(f"{type(value).__name__}:{value!r};".encode())
-        elif is_dataclass(value) and not isinstance(value, type):
-            digest.update(type(value).__name__.encode())
-            for f in fields(value):
-                digest.update(f.name.encode())
-                walk(getattr(value, f.name))
-        elif isinstance(value, dict):
-            for k in sorted(value, key=str):
-                digest.update(str(k).encode())
-                walk(value[k])
-        elif isinstance(value, (list, tuple)):
-            digest.update(f"L{len(value)}".encode())
-            for item in value:
-                walk(item)
-        else:
-            raise TypeError(f"cannot fingerprint a {type(value).__name__}; override Family.data_fingerprint")
-
-    walk(obj)
-    return digest.hexdigest()[:16]
 
 
 class Family(ABC):
