@@ -229,14 +229,14 @@ def real_time_factor(decode_seconds: Sequence[float], audio_seconds: Sequence[fl
 class PeerTiming:
     """Per utterance: the median decode seconds, the audio seconds, the ids of the last run."""
 
-    seconds: tuple[float, ...]
-    audio_seconds: tuple[float, ...]
+    decode_s: tuple[float, ...]
+    audio_s: tuple[float, ...]
     ids: tuple[tuple[int, ...], ...]
 
     @property
     def rtf(self) -> float:
         """The real-time factor over the set: :func:`real_time_factor`."""
-        return real_time_factor(self.seconds, self.audio_seconds)
+        return real_time_factor(self.decode_s, self.audio_s)
 
 
 def time_peer(

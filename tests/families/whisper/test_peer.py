@@ -157,7 +157,7 @@ def test_time_peer_takes_the_median_after_warmup() -> None:
 
     timing = time_peer(runner, [np.array([1.0]), np.array([2.0])], [4.0, 6.0], clock=lambda: next(ticks))
     assert calls == [1.0] * 4 + [2.0] * 4  # one warm-up, three timed, per utterance
-    assert timing.seconds == (3.0, 2.0)  # medians of (5, 1, 3) and (2, 2, 8)
+    assert timing.decode_s == (3.0, 2.0)  # medians of (5, 1, 3) and (2, 2, 8)
     assert timing.ids == ((1, 7), (2, 7))
     assert timing.rtf == pytest.approx(5.0 / 10.0)
 
