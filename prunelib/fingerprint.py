@@ -1,4 +1,4 @@
-"""Content fingerprints: of prunelib's own source code (a cache key part) and of single files.
+"""Content fingerprints: of prunelib's own source code (a cache key part), of single files, and of data.
 
 Shared by every cache (the sweep cache and a family's own model cache), so it sits below the
 stages and imports none of them.
@@ -7,7 +7,12 @@ stages and imports none of them.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 #: Bytes read at a time when hashing a file.
 CHUNK = 1 << 20
@@ -46,4 +51,43 @@ def code_fingerprint(*extra: Path) -> str:
             rel = path.relative_to(root.parent if root.is_dir() else path.parent)
             digest.update(rel.as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(obj: Any) -> str:
+    """A content hash of data: tensors, arrays, strings, numbers, and dataclasses/lists/dicts of them.
+
+    The default :meth:`Family.data_fingerprint`: the same bytes give the same key, wherever they
+    were read from. Raises ``TypeError`` naming a value it cannot hash.
+    """
+    digest = hashlib.sha256()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().contiguous().cpu()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
+        elif isinstance(value, np.ndarray):
+            a = np.ascontiguousarray(value)
+            digest.update(f"A{a.dtype}{a.shape}".encode())
+            digest.update(a.tobytes())
+        elif isinstance(value, (str, int, float, bool, type(None))):
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+        elif is_dataclass(value) and not isinstance(value, type):
+            digest.update(type(value).__name__.encode())
+            for f in fields(value):
+                digest.update(f.name.encode())
+                walk(getattr(value, f.name))
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                digest.update(str(k).encode())
+                walk(value[k])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                walk(item)
+        else:
+            raise TypeError(f"cannot fingerprint a {type(value).__name__}; override Family.data_fingerprint")
+
+    walk(obj)
     return digest.hexdigest()[:16]

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import prunelib
 import prunelib.fingerprint as fingerprint
@@ -115,3 +116,20 @@ def test_a_missing_extra_path_is_an_error(tmp_path: Path) -> None:
         code_fingerprint(missing)
     with pytest.raises(FileNotFoundError, match="gone.py"):
         code_fingerprint(PRUNELIB / "gone.py")
+
+
+def test_fingerprint_hashes_scalar_tensors() -> None:
+    """Data holding 0-dim tensors (e.g. a normalisation mean) hashes; shape and dtype count."""
+    scalar = fingerprint.fingerprint({"mean": torch.tensor(0.5)})
+    assert scalar == fingerprint.fingerprint({"mean": torch.tensor(0.5)})
+    assert (
+        len(
+            {
+                scalar,
+                fingerprint.fingerprint({"mean": torch.tensor([0.5])}),
+                fingerprint.fingerprint({"mean": torch.tensor(0.25)}),
+            }
+        )
+        == 3
+    )
+    assert fingerprint.fingerprint(torch.tensor(True)) != fingerprint.fingerprint(torch.tensor(1, dtype=torch.uint8))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunelib.deploy.onnx import ort_runner, ort_session, quantize_onnx_int8
+from prunelib.deploy.onnx import ort_runner, ort_session
 from prunelib.deploy.precision import check_precision, dynamic_int8, quantized_copy
 from prunelib.deploy.ready import OrtModule, fold_batchnorm, static_int8
 from prunelib.deploy.sparse_exec import Force, to_sparse_execution
@@ -182,16 +182,13 @@ def make_runner(
     if precision == "int8":
         fp32 = shipped(family, model, structured)
         expected = _numpy(family.forward(fp32)(inputs))
-        if family.int8 == "static":
-            quantized = static_int8(family, fp32, data)
-        else:
-            quantized = quantize_onnx_int8(family.export_onnx(fp32, example))
-        session = ort_session(quantized, threads)
         atol: float | None = int8_tolerance(expected, static=family.int8 == "static")
+        if family.int8 == "static":
+            run = ort_runner(ort_session(static_int8(family, fp32, data), threads))
+        else:
+            run = family.onnx_runner(fp32, example, threads, int8=True)
     else:
-        session = ort_session(family.export_onnx(deployed, example), threads)
-        atol = None
-    run = ort_runner(session)
+        run, atol = family.onnx_runner(deployed, example, threads), None
     family.check_outputs(expected, _numpy(run(inputs)), data, "ONNX Runtime", atol=atol)
     return run
 

@@ -33,14 +33,13 @@ The smallest family (see ``examples/`` and the README's "Bring your own model"):
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import io
 import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -49,6 +48,7 @@ import torch
 from torch import nn
 
 from prunelib.errors import Unsupported
+from prunelib.fingerprint import fingerprint
 from prunelib.measure.targets import Hold, Target
 from prunelib.pruning.criteria import remove_reparametrization
 from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, prune_units, unit_counts
@@ -91,45 +91,6 @@ class Metric:
         return not math.isnan(value) and self.low <= value <= self.high
 
 
-def fingerprint(obj: Any) -> str:
-    """A content hash of data: tensors, arrays, strings, numbers, and dataclasses/lists/dicts of them.
-
-    The default :meth:`Family.data_fingerprint`: the same bytes give the same key, wherever they
-    were read from. Raises ``TypeError`` naming a value it cannot hash.
-    """
-    digest = hashlib.sha256()
-
-    def walk(value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            t = value.detach().contiguous().cpu()
-            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too
-        elif isinstance(value, np.ndarray):
-            a = np.ascontiguousarray(value)
-            digest.update(f"A{a.dtype}{a.shape}".encode())
-            digest.update(a.tobytes())
-        elif isinstance(value, (str, int, float, bool, type(None))):
-            digest.update(f"{type(value).__name__}:{value!r};".encode())
-        elif is_dataclass(value) and not isinstance(value, type):
-            digest.update(type(value).__name__.encode())
-            for f in fields(value):
-                digest.update(f.name.encode())
-                walk(getattr(value, f.name))
-        elif isinstance(value, dict):
-            for k in sorted(value, key=str):
-                digest.update(str(k).encode())
-                walk(value[k])
-        elif isinstance(value, (list, tuple)):
-            digest.update(f"L{len(value)}".encode())
-            for item in value:
-                walk(item)
-        else:
-            raise TypeError(f"cannot fingerprint a {type(value).__name__}; override Family.data_fingerprint")
-
-    walk(obj)
-    return digest.hexdigest()[:16]
-
-
 class Family(ABC):
     """Base class of every model family; subclass it and fill in the abstract methods.
 
@@ -157,6 +118,8 @@ class Family(ABC):
         holds: per (dataset, model), claims the bench gates check on the metric (:class:`Hold`).
         speedup_pair / speedup_targets: the (dataset, model) whose dense and one-step pruned models
             ``bench/test_speedups.py`` times, and the ratios they must reach (:class:`Target`).
+        timing: ``(warmup calls, timed rounds)`` for a model whose one call takes seconds (a whole
+            transcription), replacing the bench's and the CLI's defaults (``None``: theirs).
         int8: what int8 means for this family's models: ``"dynamic"`` (Linear weights, torch's and
             ONNX Runtime's dynamic quantization) or ``"static"`` (ONNX Runtime QDQ, per channel,
             calibrated on :meth:`calibration_inputs`: what a convolutional model needs).
@@ -183,6 +146,7 @@ class Family(ABC):
     speedup_pair: ClassVar[tuple[str, str] | None] = None
     speedup_targets: ClassVar[tuple[Target, ...]] = ()
     int8: ClassVar[str] = "dynamic"
+    timing: ClassVar[tuple[int, int] | None] = None
 
     # ------------------------------------------------------------------ data and model
 
@@ -222,6 +186,11 @@ class Family(ABC):
     @abstractmethod
     def example_inputs(self, data: Any, batch: int) -> torch.Tensor:
         """Inputs to time and export on: ``batch`` rows (or one fixed example when not :attr:`batched`)."""
+
+    def example_seconds(self, data: Any) -> float | None:
+        """Seconds of audio :meth:`example_inputs` holds (its latency over them is the real-time factor); ``None``
+        when the input is not audio."""
+        return None
 
     def train_epochs(self, model: nn.Module, data: Any, hparams: Any, seed: int, epochs: int) -> None:
         """Train ``model`` in place through exactly the first ``epochs`` epochs of its ``"dense"`` run.
@@ -367,6 +336,16 @@ class Family(ABC):
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
             )
         return buf.getvalue()
+
+    def onnx_runner(self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False) -> Runner:
+        """ONNX Runtime running ``deployed`` (fp32, as :meth:`deploy` made it); ``int8``: ONNX Runtime's dynamic
+        int8 quantization of the export. Default: :meth:`export_onnx`, one session; override for a model that
+        needs several graphs (an encoder and a decoder step) and a loop around them.
+        """
+        from prunelib.deploy.onnx import ort_runner, ort_session, quantize_onnx_int8
+
+        graph = self.export_onnx(deployed, example)
+        return ort_runner(ort_session(quantize_onnx_int8(graph) if int8 else graph, threads))
 
     def check_outputs(
         self, expected: np.ndarray, got: np.ndarray, data: Any, what: str, atol: float | None = None

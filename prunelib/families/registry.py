@@ -1,7 +1,8 @@
 """Which families exist: the built-ins, installed plugins, and ``module:callable`` from the user's repository.
 
 * Built-in: ``mlp`` (the lab's MLPs), ``sew`` (SEW CTC speech models), ``cnn`` (LeNet-5 and
-  ResNet-8 on 28x28 images) and ``kws`` (DS-CNN keyword spotting on FSDD).
+  ResNet-8 on 28x28 images), ``kws`` (DS-CNN keyword spotting on FSDD) and ``whisper`` (pretrained
+  Whisper recognisers, offline tiny.en with ``prunelib[whisper]``).
 * Installed plugins: a package declares, in its own ``pyproject.toml``::
 
       [project.entry-points."prunelib.families"]
@@ -34,6 +35,7 @@ BUILTIN: dict[str, str] = {
     "sew": "prunelib.families.sew.family:SewFamily",
     "cnn": "prunelib.families.cnn.family:CnnFamily",
     "kws": "prunelib.families.kws.family:KwsFamily",
+    "whisper": "prunelib.families.whisper.family:WhisperFamily",
 }
 
 

@@ -236,8 +236,34 @@ def rounded_keep(keep: int, alive: int, round_to: int) -> int:
     return min(max(nearest, round_to), round_to * (alive // round_to))
 
 
+@_autograd
+def unit_scores(
+    model: nn.Module, structure: Structure, criterion: str = "l2"
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``(score, alive)`` per unit of every group, by root name: what a step ranks (float64 and bool vectors).
+
+    For a family whose own units are blocks of the engine's (attention heads: ``head_dim`` rows
+    each), to score the blocks and pass them to :func:`choose_scored`.
+    """
+    if criterion not in UNIT_CRITERIA:
+        raise ValueError(f"unknown unit criterion {criterion!r}; choose one of {list(UNIT_CRITERIA)}")
+    g = _graph(model, structure)
+    return {name: _scores(g, name, criterion) for name in g.roots}
+
+
 def _choose(g: _Graph, amount: float, rule: UnitRule) -> dict[str, list[int]]:
-    scored = {name: _scores(g, name, rule.criterion) for name in g.roots}
+    return choose_scored({name: _scores(g, name, rule.criterion) for name in g.roots}, amount, rule)
+
+
+def choose_scored(
+    scored: Mapping[str, tuple[torch.Tensor, torch.Tensor]], amount: float, rule: UnitRule = DEFAULT_RULE
+) -> dict[str, list[int]]:
+    """Which alive units of each group one step removes, given every group's ``(score, alive)``.
+
+    The step's rule: ``rule.scope`` counts, ``rule.round_to`` rounds, the lowest scores go (ties to the
+    lower index); ``rule.criterion`` is the caller's, who scored the units.
+    """
+    check_fraction("amount", amount)
     alive = {name: int(a.sum()) for name, (_, a) in scored.items()}
     if rule.scope == "layer":
         counts = {name: count_to_prune(amount, n) for name, n in alive.items()}

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from prunelib.deploy.runtimes import make_runner
-from prunelib.families.contract import Family, Metric, fingerprint
+from prunelib.families.contract import Family, Metric
 from prunelib.families.registry import get_family, registered
 from prunelib.pruning.criteria import magnitude_prune, named_masks
 from prunelib.pruning.params import count_parameters
@@ -256,14 +256,6 @@ def test_structured_shrink(subject: Subject) -> None:
         assert worst <= family.parity_atol, (
             f"{label}: shrink() must keep the masked model's outputs; differs by {worst:.3g}"
         )
-
-
-def test_fingerprint_hashes_scalar_tensors() -> None:
-    """Data holding 0-dim tensors (e.g. a normalisation mean) hashes; shape and dtype count."""
-    scalar = fingerprint({"mean": torch.tensor(0.5)})
-    assert scalar == fingerprint({"mean": torch.tensor(0.5)})
-    assert len({scalar, fingerprint({"mean": torch.tensor([0.5])}), fingerprint({"mean": torch.tensor(0.25)})}) == 3
-    assert fingerprint(torch.tensor(True)) != fingerprint(torch.tensor(1, dtype=torch.uint8))
 
 
 # ---------------------------------------------------------------- a broken family is caught

@@ -24,6 +24,7 @@ from prunelib.pruning.structured import (
     DEFAULT_RULE,
     Structure,
     UnitRule,
+    choose_scored,
     choose_units,
     count_to_prune,
     group_masks,
@@ -31,6 +32,7 @@ from prunelib.pruning.structured import (
     rounded_keep,
     shrink,
     unit_counts,
+    unit_scores,
 )
 
 FAMILY = MlpFamily()
@@ -157,6 +159,25 @@ def test_units_are_ranked_by_the_l2_norm_of_all_their_coupled_weights_ties_to_th
     with torch.no_grad():
         model.out.weight[:, 3] = 0.0
     assert choose_units(model, FAMILY.structure(model), 0.5) == {"layers.0": [1, 3]}  # 1 ties 2: lower index
+
+
+def test_unit_scores_are_the_coupled_l2_norms_and_choose_scored_chooses_from_them_as_a_step_does() -> None:
+    model = make_mlp(3, [6, 5], 2)
+    layer, consumer = hidden(model)[0], hidden(model)[1]
+    with torch.no_grad():
+        layer.weight[2].zero_()
+        layer.bias[2] = 0.0
+        consumer.weight[:, 2].zero_()  # unit 2 of layers.0 is dead
+    scores = unit_scores(model, FAMILY.structure(model))
+    score, alive_ = scores["layers.0"]
+    expected = layer.weight.double().pow(2).sum(1) + layer.bias.double().pow(2) + consumer.weight.double().pow(2).sum(0)
+    assert torch.allclose(score, expected.detach().sqrt()) and alive_.tolist() == [True, True, False, True, True, True]
+    for rule in (DEFAULT_RULE, UnitRule(scope="global"), UnitRule(round_to=2)):
+        assert choose_scored(scores, 0.4, rule) == choose_units(model, FAMILY.structure(model), 0.4, rule)
+    blocks = {"a": (torch.tensor([3.0, 1.0, 2.0, 0.0]), torch.tensor([True, True, True, False]))}
+    assert choose_scored(blocks, 0.5) == {"a": [1, 2]}  # round(0.5 x 3 alive) = 2 of the alive, lowest first
+    with pytest.raises(ValueError, match="unknown unit criterion"):
+        unit_scores(model, FAMILY.structure(model), "l1")
 
 
 def test_global_scope_ranks_every_unit_together_and_never_empties_a_group() -> None:
