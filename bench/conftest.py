@@ -318,10 +318,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ],
         )
     if "speech_spec" in names:
-        specs = [s for s in suite.specs if s.family == "sew"]
+        specs = [s for s in suite.specs if not s.resolve().batched]  # speech: one clip, not a batch of rows
         metafunc.parametrize("speech_spec", [_param(s, s.label + sfx(s)) for s in specs])
     if "speech_model_spec" in names:
-        per_model = [s for s in suite.specs if s.family == "sew" and s.method == "no-retrain"]
+        per_model = [s for s in suite.specs if not s.resolve().batched and s.method == "no-retrain"]
         metafunc.parametrize(
             "speech_model_spec", [_param(s, f"{s.dataset}-{Path(s.model).name}{sfx(s)}") for s in per_model]
         )
@@ -331,6 +331,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "speedup_case",
             [_param(c, c.id, c.family.supports(runtime=c.runtime) or runtime_missing(c.runtime)) for c in cases],
         )
+    own = getattr(metafunc.module, "parametrize_with_suite", None)
+    if own is not None:  # a bench module's own cases (bench/test_whisper.py)
+        own(metafunc, suite)
     if "pair" in names:
         triples = [t for t in opts.triples if suite.specs_of(t)]
         metafunc.parametrize("pair", [_param(t, t.id) for t in triples])

@@ -39,18 +39,29 @@ def time_case(benchmark, case, suite, request: pytest.FixtureRequest, group: str
         structured=spec.schedule.structured, batch_size=case.batch,
     )  # fmt: skip
     x = family.example_inputs(loaded.data, case.batch)
-    for _ in range(WARMUP_CALLS):
+    warmup, rounds = family.timing or (WARMUP_CALLS, MIN_ROUNDS)
+    for _ in range(warmup):
         runner(x)
     benchmark.group = group
     info = extra_info(
         spec, case.iteration, sweep.row(case.iteration), runtime=case.runtime, batch_size=case.batch,
         threads=case.threads,
     )  # fmt: skip
-    if hasattr(runner, "disk_bytes"):  # the ExecuTorch program: this deployment's file on disk
-        info["disk_pte_bytes"] = runner.disk_bytes
-    info.update(timed_on_the_board(benchmark, runner, x, suite.opts))
+    if hasattr(runner, "disk_bytes"):  # the ExecuTorch program, or a family's ONNX graphs: this deployment on disk
+        info["disk_pte_bytes" if case.runtime == "executorch" else "disk_onnx_bytes"] = runner.disk_bytes
+    info.update(timed_on_the_board(benchmark, runner, x, suite.opts, min_rounds=rounds))
+    info.update(real_time(benchmark, family.example_seconds(loaded.data)))
     benchmark.extra_info.update(info)
     record_entry(request.config, request.node, benchmark.group, info)
+
+
+def real_time(benchmark, seconds: float | None) -> dict:
+    """``audio_seconds`` and ``rtf`` (median latency over them: the real-time factor) when the example is audio."""
+    if seconds is None:
+        return {}
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    rtf = stats.median / seconds if stats is not None and seconds > 0 else None
+    return {"audio_seconds": seconds, "rtf": rtf}
 
 
 def timed_on_the_board(benchmark, runner, x, opts, min_rounds: int = MIN_ROUNDS) -> dict:

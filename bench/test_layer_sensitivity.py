@@ -33,9 +33,9 @@ def layer_sensitivity(suite, spec, levels, request, name: str, data=None) -> Non
 
 
 def test_layer_sensitivity(pair, suite, request) -> None:
-    if pair.family == "sew":
-        pytest.skip("SEW's component sensitivity is test_speech_sensitivity")
     spec = suite.specs_of(pair)[0]
+    if not spec.resolve().batched:
+        pytest.skip("a speech model's component sensitivity is test_speech_sensitivity")
     layer_sensitivity(suite, spec, LEVELS, request, f"sensitivity-{pair.dataset}-{pair.model}")
 
 
@@ -47,7 +47,7 @@ def test_layer_costs(sweep_spec, suite, request) -> None:
     family, data = loaded.family, loaded.data
     dense = family.deploy(load_model(sweep, loaded, 0), structured=True)
     pruned = family.deploy(load_model(sweep, loaded, sweep_spec.iterations), structured=True)
-    table = layer_costs(dense, pruned, family.example_inputs(data, 1))
+    table = layer_costs(family.flops_module(dense), family.flops_module(pruned), family.example_inputs(data, 1))
     assert (table["macs_removed"] >= 0).all() and (table["params_removed"] >= 0).all()
     assert table["macs_kept"].sum() == sweep.row(sweep_spec.iterations)["flops"]
     record_extra(request.config, f"layer-costs-{sweep_spec.label}", table)

@@ -12,7 +12,6 @@ SEW-tiny is timed dense and structurally pruned by 50 % and 90 %, held to the ML
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from prunelib.measure.targets import Target, Timing, judge
 from prunelib.plugin.records import record_extra
 
 SENSITIVITY_LEVELS = (0.0, 0.3, 0.6, 0.9)
+QUICK_SENSITIVITY_LEVELS = (0.0, 0.5)
 SENSITIVITY_UTTERANCES = 50
 
 
@@ -33,12 +33,14 @@ def test_speech_inference(benchmark, speech_case, suite, request) -> None:
 
 
 def test_speech_sweep_gates(speech_spec, suite) -> None:
-    """Structured sweeps lose FLOPs and units step by step; on the FSDD model WER does not fall as it is pruned.
+    """Structured sweeps lose deployed parameters and units step by step; on the FSDD model WER does not fall as
+    it is pruned.
 
-    (The schedule's exact unit counts and sparsity, and the dense WER ceiling, are the generic gates'.)"""
+    (The schedule's exact unit counts and sparsity, and the dense WER ceiling, are the generic gates'. FLOPs are
+    not held here: a decoder's multiply-adds grow with the transcript, which a pruned model may make longer.)"""
     sweep = suite.sweep(speech_spec)
     if speech_spec.schedule.structured:
-        assert sweep.metrics["flops"].is_monotonic_decreasing, "FLOPs must fall as units are removed"
+        assert sweep.metrics["params_deployed"].is_monotonic_decreasing, "the model must shrink as units go"
         assert sweep.metrics["neuron_sparsity"].is_monotonic_increasing, "units removed must only grow"
     if (speech_spec.dataset, speech_spec.model) == ("fsdd", "sew-fsdd"):
         wer = sweep.metrics.set_index("iteration")["wer"]
@@ -46,13 +48,13 @@ def test_speech_sweep_gates(speech_spec, suite) -> None:
 
 
 def test_speech_sensitivity(speech_model_spec, suite, request) -> None:
-    """WER with one component group pruned at a time (feature extractor, attention, feed-forward, each layer)."""
+    """WER with one component group pruned at a time (the family's groups: front end, attention, feed-forward,
+    encoder against decoder, each layer), on at most :data:`SENSITIVITY_UTTERANCES` utterances."""
     spec = speech_model_spec
     loaded = suite.loaded(spec)
-    few = dataclasses.replace(loaded.data, utterances=loaded.data.utterances[:SENSITIVITY_UTTERANCES])
-    layer_sensitivity(
-        suite, spec, SENSITIVITY_LEVELS, request, f"sensitivity-{spec.dataset}-{Path(spec.model).name}", data=few
-    )
+    few = loaded.family.subset(loaded.data, None, SENSITIVITY_UTTERANCES, spec.seed)
+    levels = QUICK_SENSITIVITY_LEVELS if spec.quick else SENSITIVITY_LEVELS
+    layer_sensitivity(suite, spec, levels, request, f"sensitivity-{spec.dataset}-{Path(spec.model).name}", data=few)
 
 
 SEW_TINY_SECONDS = 5.0

@@ -337,7 +337,17 @@ class Family(ABC):
             )
         return buf.getvalue()
 
-    def onnx_runner(self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False) -> Runner:
+    def flops_module(self, deployed: nn.Module) -> nn.Module:
+        """The module whose multiply-adds on one example are a checkpoint's ``flops`` (default: ``deployed``).
+
+        A model whose cost grows with what it outputs (an autoregressive decoder) returns one with
+        that output's length fixed, so checkpoints compare at equal work.
+        """
+        return deployed
+
+    def onnx_runner(
+        self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False
+    ) -> Runner:
         """ONNX Runtime running ``deployed`` (fp32, as :meth:`deploy` made it); ``int8``: ONNX Runtime's dynamic
         int8 quantization of the export. Default: :meth:`export_onnx`, one session; override for a model that
         needs several graphs (an encoder and a decoder step) and a loop around them.

@@ -55,7 +55,7 @@ def static_metrics(
 
     The family's metrics (``family.evaluate`` of the deployed model at ``precision``), the
     sizes of :func:`size_metrics` (compact size of the shrunk model when ``structured``),
-    ``params_deployed``, ``flops`` (multiply-adds of the deployed model on one example),
+    ``params_deployed``, ``flops`` (multiply-adds of the deployed model on one example, :meth:`Family.flops_module`),
     ``neuron_sparsity`` (``family.unit_sparsity``) and ``precision``.
 
     Raises:
@@ -75,7 +75,7 @@ def static_metrics(
         **size_metrics(model, deployed if structured else model, precision, family.prunable(model, embeddings)),
         **{k: float(v) for k, v in scores.items()},
         "params_deployed": count_parameters(deployed),
-        "flops": count_flops(deployed, family.example_inputs(data, 1)),  # multiply-adds at any precision
+        "flops": count_flops(family.flops_module(deployed), family.example_inputs(data, 1)),  # at any precision
         "neuron_sparsity": family.unit_sparsity(model),
         "precision": precision,
     }

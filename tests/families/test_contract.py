@@ -153,7 +153,8 @@ def test_evaluate_gives_the_metric(subject: Subject) -> None:
     with one_thread():
         check_scores(subject.family, subject.family.evaluate(subject.model, subject.data), subject.label)
         row = static_metrics(subject.family, subject.model, subject.data)  # raises ValueError on a broken metric
-    assert row["sparsity"] == 0.0, f"{subject.label}: a freshly built model must have sparsity 0"
+    zeros = 1e-4 if subject.family.pretrained(subject.model_name) else 0.0  # a pretrained file may hold exact zeros
+    assert row["sparsity"] <= zeros, f"{subject.label}: a freshly built model must have sparsity 0"
 
 
 @PROPERTY

@@ -113,7 +113,7 @@ def fake_distribution(folder: Path, dist: str, version: str, entry_points: dict[
 # ---------------------------------------------------------------- built-ins
 def test_builtins_are_listed_first_with_their_origin() -> None:
     found = registered()
-    assert list(found)[: len(BUILTIN)] == list(BUILTIN) == ["mlp", "sew", "cnn", "kws"]
+    assert list(found)[: len(BUILTIN)] == list(BUILTIN) == ["mlp", "sew", "cnn", "kws", "whisper"]
     for name in BUILTIN:
         assert found[name].origin == "built-in", f"{name}: {found[name].origin}"
         assert origin(name) == "built-in"

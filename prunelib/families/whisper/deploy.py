@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -84,6 +85,16 @@ class Transcriber(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         rows = [torch_greedy(self.model, features[i : i + 1], self.decoding) for i in range(features.shape[0])]
         return pad_rows(rows)
+
+
+def at_equal_work(transcriber: Transcriber, tokens: int) -> Transcriber:
+    """A copy of ``transcriber`` that writes exactly ``tokens`` tokens and one more step (end of text suppressed),
+    whatever the audio: the work of a transcript of that length, for timing and multiply-adds at equal work."""
+    if tokens < 0:
+        raise ValueError(f"tokens must be >= 0, got {tokens}")
+    d = transcriber.decoding
+    forced = dataclasses.replace(d, suppress=tuple(dict.fromkeys((*d.suppress, d.eos))), max_new_tokens=tokens + 1)
+    return Transcriber(transcriber.model, forced).eval()
 
 
 def pad_rows(rows: list[list[int]]) -> torch.Tensor:

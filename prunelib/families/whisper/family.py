@@ -38,7 +38,7 @@ from torch import nn
 from prunelib.families.contract import Family, Metric, Params, Runner, Unsupported
 from prunelib.families.whisper.data import WhisperData, load_whisper_data
 from prunelib.families.whisper.decoding import Decoding
-from prunelib.families.whisper.deploy import Transcriber, pad_rows, tie_to_proj_out, unpad
+from prunelib.families.whisper.deploy import Transcriber, at_equal_work, pad_rows, tie_to_proj_out, unpad
 from prunelib.families.whisper.load import WHEEL_MODEL, load_whisper
 from prunelib.families.whisper.score import error_rates, normalise
 from prunelib.pruning.criteria import remove_reparametrization
@@ -46,6 +46,8 @@ from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
 
 #: Utterances a quick run scores (the first of the data set's order).
 QUICK_UTTERANCES = 3
+#: Tokens a transcription is held to when its multiply-adds are counted (``flops``): equal work for every checkpoint.
+FLOPS_TOKENS = 32
 #: How far an int8 deployment's transcripts may sit from fp32's (their WER against fp32's) before
 #: the runtime is refused as a wrong model; fp32 runtimes must match token for token.
 INT8_TRANSCRIPT_WER = 0.25
@@ -154,8 +156,8 @@ class WhisperFamily(Family):
         return Decoding.from_generation_config(whisper.generation_config, whisper.config, language="en")
 
     def evaluate(self, model: nn.Module, data: WhisperData) -> dict[str, float]:
-        """WER and CER of the deployed model's transcripts of every scored utterance."""
-        ids = unpad(model(data.features))
+        """WER and CER of ``model``'s transcripts of every scored utterance (a deployment, or a model as pruned)."""
+        ids = unpad(self.forward(model)(data.features))
         texts = data.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return error_rates([u.text for u in data.utterances], texts, digits=data.digits)
 
@@ -229,7 +231,21 @@ class WhisperFamily(Family):
         plain = self.shrink(model) if structured else remove_reparametrization(model)
         return Transcriber(plain.eval(), self.decoding(plain)).eval()
 
-    def onnx_runner(self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False) -> Runner:
+    def forward(self, deployed: nn.Module) -> Runner:
+        """Token ids ``[N, L]`` of a deployment, or of a model as pruned (wrapped in its :class:`Transcriber`)."""
+        whisper: Any = deployed
+        return super().forward(
+            deployed if isinstance(deployed, Transcriber) else Transcriber(whisper, self.decoding(whisper))
+        )
+
+    def flops_module(self, deployed: nn.Module) -> nn.Module:
+        """The deployment held to :data:`FLOPS_TOKENS` tokens: a transcript's length does not change its ``flops``."""
+        transcriber: Any = deployed
+        return at_equal_work(transcriber, FLOPS_TOKENS)
+
+    def onnx_runner(
+        self, deployed: nn.Module, example: torch.Tensor, threads: int | None, int8: bool = False
+    ) -> Runner:
         """The encoder and a cached decoder step exported to ONNX, in the same greedy loop as PyTorch's."""
         from prunelib.families.whisper.onnx import OrtWhisper, export_whisper_onnx, quantize_whisper_int8
 
