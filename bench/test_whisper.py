@@ -48,8 +48,9 @@ PEER_RATIO_GATE = 1.5
 FFN_SPEEDUP, FFN_TARGET_PRECISION = 1.15, "int8"
 #: The knee of the Whisper report: highest sparsity within this many WER points of dense.
 KNEE_POINTS = 0.02
-RESULTS = pytest.StashKey[dict]()
+RESULTS = pytest.StashKey[dict]()  # (dataset, model, "runtime/precision/tN", variant) -> (extra_info, Timing)
 MODELS = pytest.StashKey[dict]()
+TOKENS = pytest.StashKey[dict]()
 
 
 def whisper_specs(suite) -> list:
@@ -104,8 +105,8 @@ def transcripts(family, data, ids) -> dict:
 
 def dense_tokens(config: pytest.Config, suite, spec) -> int:
     """How many tokens the dense model writes for the timed utterance (PyTorch, fp32): the equal work."""
-    results = config.stash.setdefault(RESULTS, {})
-    key = ("dense-tokens", spec.dataset, spec.model)
+    results = config.stash.setdefault(TOKENS, {})
+    key = (spec.dataset, spec.model)
     if key not in results:
         family, data, model = variant(config, suite, spec, "dense")
         ids = family.forward(shipped(family, model))(family.example_inputs(data, 1))
@@ -202,7 +203,7 @@ def test_ctranslate2_peer(benchmark, peer_case, suite, request) -> None:
 def best_deployment(results: dict, spec, threads: int, peer_rtf: float) -> dict:
     """The fastest of prunelib's cases at ``threads`` whose WER is within :data:`BEST_WER_SLACK` of dense, and its
     RTF over CTranslate2 int8's."""
-    ours = {k: v[0] for k, v in results.items() if k[:2] == (spec.dataset, spec.model) and len(k) == 4}
+    ours = {k: v[0] for k, v in results.items() if k[:2] == (spec.dataset, spec.model)}
     dense = ours.get((spec.dataset, spec.model, f"torch/fp32/t{threads}", "dense"))
     if dense is None:
         return {}
@@ -234,7 +235,7 @@ def rtf_table(results: dict, spec) -> pd.DataFrame:
     rows = [
         {k: info.get(k) for k in ("variant", "runtime", "precision", "threads", "wer", "cer", "rtf", "tokens_decoded")}
         for key, (info, _) in results.items()
-        if len(key) == 4 and key[:2] == (spec.dataset, spec.model)
+        if key[:2] == (spec.dataset, spec.model)
     ]
     rows += [{"variant": "dense", "runtime": name, "rtf": rtf} for name, rtf in PI4_REFERENCE.items()]
     return pd.DataFrame(rows)
@@ -251,7 +252,7 @@ def test_whisper_targets(whisper_spec, suite, request) -> None:
     )
     record_extra(request.config, f"whisper-knee-{spec.dataset}-{Path(spec.model).name}", knees)
     t = f"t{suite.opts.timing_threads[0]}"
-    timings = {(k[2], k[3]): v[1] for k, v in results.items() if len(k) == 4 and k[:2] == (spec.dataset, spec.model)}
+    timings = {(k[2], k[3]): v[1] for k, v in results.items() if k[:2] == (spec.dataset, spec.model)}
     if (f"torch/fp32/{t}", "dense") not in timings:
         pytest.skip("needs this run's Whisper timings (not under --benchmark-disable)")
     table = rtf_table(results, spec)

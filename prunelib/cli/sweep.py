@@ -139,8 +139,9 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--latency-runs",
         type=at_least_two,
-        default=100,
-        help="timed calls per latency figure, at least 2, after 10 warm-up calls (default: 100)",
+        default=None,
+        help="timed calls per latency figure, at least 2, after 10 warm-up calls (default: 100; a family whose "
+        "one call takes seconds sets its own, e.g. whisper: 5 after 1)",
     )
     p.add_argument(
         "--threads",
@@ -176,7 +177,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from prunelib.sweep.runner import Timing
 
     family = resolve_family(args)
-    timing = Timing(args.runtime, args.precision, args.threads, args.latency_runs, batch=args.batch)
+    warmup, runs = family.timing or (Timing.warmup, Timing.runs)
+    runs = args.latency_runs if args.latency_runs is not None else runs
+    timing = Timing(args.runtime, args.precision, args.threads, runs, warmup, batch=args.batch)
     methods = list(dict.fromkeys(m.strip() for m in str(args.method).split(",") if m.strip()))
     if not methods:
         raise CliError(f"--method needs at least one method, got {args.method!r}")

@@ -40,7 +40,7 @@ from prunelib.families.whisper.data import WhisperData, load_whisper_data
 from prunelib.families.whisper.decoding import Decoding
 from prunelib.families.whisper.deploy import Transcriber, at_equal_work, pad_rows, tie_to_proj_out, unpad
 from prunelib.families.whisper.load import WHEEL_MODEL, load_whisper
-from prunelib.families.whisper.score import error_rates, normalise
+from prunelib.families.whisper.score import error_rates
 from prunelib.pruning.criteria import remove_reparametrization
 from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
 
@@ -48,9 +48,9 @@ from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
 QUICK_UTTERANCES = 3
 #: Tokens a transcription is held to when its multiply-adds are counted (``flops``): equal work for every checkpoint.
 FLOPS_TOKENS = 32
-#: How far an int8 deployment's transcripts may sit from fp32's (their WER against fp32's) before
-#: the runtime is refused as a wrong model; fp32 runtimes must match token for token.
-INT8_TRANSCRIPT_WER = 0.25
+#: How much worse an int8 deployment's WER may be than fp32's before the runtime is refused as a wrong model
+#: (measured: tiny.en int8 in ONNX Runtime and torch within 0.016 of fp32); fp32 runtimes match token for token.
+INT8_WER_SLACK = 0.25
 
 
 @dataclass(frozen=True)
@@ -263,8 +263,12 @@ class WhisperFamily(Family):
     def check_outputs(
         self, expected: np.ndarray, got: np.ndarray, data: WhisperData, what: str, atol: float | None = None
     ) -> float:
-        """fp32 (``atol`` None): the same tokens for every utterance. int8: transcripts within
-        :data:`INT8_TRANSCRIPT_WER` of fp32's. Returns the word error rate between them (0 when equal)."""
+        """fp32 (``atol`` None): the same tokens for every utterance, or an error naming the first that differs.
+
+        int8 (any ``atol``): its WER against the references at most :data:`INT8_WER_SLACK` above fp32's (a model
+        already broken by pruning may say anything in int8, but a wrong export says nothing right). Returns the
+        difference in WER (0 for fp32).
+        """
         decode = data.processor.tokenizer.batch_decode
         ours, theirs = decode(unpad(expected), skip_special_tokens=True), decode(unpad(got), skip_special_tokens=True)
         if atol is None:
@@ -272,8 +276,10 @@ class WhisperFamily(Family):
                 if a != b:
                     raise ValueError(f"{what} transcribes {utt.id!r} as {b!r}, PyTorch {a!r}")
             return 0.0
-        pairs = [(a, b) for a, b in zip(ours, theirs) if normalise(a, data.digits).strip()]  # fp32 said something
-        drift = error_rates([a for a, _ in pairs], [b for _, b in pairs], data.digits)["wer"] if pairs else 0.0
-        if drift > INT8_TRANSCRIPT_WER:
-            raise ValueError(f"{what}'s transcripts differ from fp32's by WER {drift:.3f} (> {INT8_TRANSCRIPT_WER})")
-        return drift
+        refs = [u.text for u in data.utterances]
+        fp32, int8 = error_rates(refs, ours, data.digits)["wer"], error_rates(refs, theirs, data.digits)["wer"]
+        if int8 > fp32 + INT8_WER_SLACK:
+            raise ValueError(
+                f"{what}: WER {int8:.3f} in int8 against {fp32:.3f} in fp32 (more than {INT8_WER_SLACK} worse)"
+            )
+        return int8 - fp32

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from prunelib.families.registry import get_family
-from prunelib.families.whisper.deploy import PAD, Transcriber, pad_rows
+from prunelib.families.whisper.deploy import Transcriber, pad_rows
 
 ROOT = Path(os.environ.get("PRUNELIB_DATA_DIR", Path(__file__).resolve().parents[4] / "shared" / "data"))
 
@@ -99,6 +99,8 @@ def test_int8_transcripts_may_drift_a_little_but_not_far(family, quick) -> None:
     far = [tok("hello there", add_special_tokens=False).input_ids for _ in ref]
     expected = pad_rows(ref).numpy()
     assert 0 < family.check_outputs(expected, pad_rows(close).numpy(), data, "int8", atol=1.0) <= 0.25
-    with pytest.raises(ValueError, match="differ from fp32's by WER"):
+    with pytest.raises(ValueError, match="in int8 against 0.000 in fp32"):
         family.check_outputs(expected, pad_rows(far).numpy(), data, "int8", atol=1.0)
-    assert (expected == PAD).any()
+    # a model pruning already broke: int8 may say anything as long as it is not much worse than fp32
+    other = [tok("good morning", add_special_tokens=False).input_ids for _ in ref]
+    assert family.check_outputs(pad_rows(far).numpy(), pad_rows(other).numpy(), data, "int8", atol=1.0) == 0.0
