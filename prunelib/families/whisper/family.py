@@ -265,9 +265,9 @@ class WhisperFamily(Family):
     ) -> float:
         """fp32 (``atol`` None): the same tokens for every utterance, or an error naming the first that differs.
 
-        int8 (any ``atol``): its WER against the references at most :data:`INT8_WER_SLACK` above fp32's (a model
-        already broken by pruning may say anything in int8, but a wrong export says nothing right). Returns the
-        difference in WER (0 for fp32).
+        int8 (any ``atol``): its WER against the references at most :data:`INT8_WER_SLACK` above fp32's, or that
+        fraction above it when fp32's is already past 1 (a model broken by pruning repeats itself, and int8 repeats
+        a little differently; a wrong export says nothing right). Returns the difference in WER (0 for fp32).
         """
         decode = data.processor.tokenizer.batch_decode
         ours, theirs = decode(unpad(expected), skip_special_tokens=True), decode(unpad(got), skip_special_tokens=True)
@@ -278,7 +278,7 @@ class WhisperFamily(Family):
             return 0.0
         refs = [u.text for u in data.utterances]
         fp32, int8 = error_rates(refs, ours, data.digits)["wer"], error_rates(refs, theirs, data.digits)["wer"]
-        if int8 > fp32 + INT8_WER_SLACK:
+        if int8 > fp32 + INT8_WER_SLACK * max(1.0, fp32):
             raise ValueError(
                 f"{what}: WER {int8:.3f} in int8 against {fp32:.3f} in fp32 (more than {INT8_WER_SLACK} worse)"
             )

@@ -103,4 +103,9 @@ def test_int8_transcripts_may_drift_a_little_but_not_far(family, quick) -> None:
         family.check_outputs(expected, pad_rows(far).numpy(), data, "int8", atol=1.0)
     # a model pruning already broke: int8 may say anything as long as it is not much worse than fp32
     other = [tok("good morning", add_special_tokens=False).input_ids for _ in ref]
-    assert family.check_outputs(pad_rows(far).numpy(), pad_rows(other).numpy(), data, "int8", atol=1.0) == 0.0
+    assert family.check_outputs(pad_rows(far).numpy(), pad_rows(other).numpy(), data, "int8", atol=1.0) < 0.25
+    # a model that repeats itself (WER past 1): int8 may repeat a little more, in proportion, not far more
+    four = pad_rows([r * 4 for r in ref]).numpy()
+    assert 0 < family.check_outputs(four, pad_rows([r * 4 + r[:1] for r in ref]).numpy(), data, "i", atol=1.0) < 0.75
+    with pytest.raises(ValueError, match=r"in int8 against 2\.\d+ in fp32"):
+        family.check_outputs(four, pad_rows([r * 5 for r in ref]).numpy(), data, "int8", atol=1.0)
