@@ -63,7 +63,7 @@ def _check(groups: Groups, levels: Sequence[float]) -> list[float]:
     bad = [x for x in levels if not 0.0 <= x < 1.0]
     if bad:
         raise ValueError(f"sparsity levels must lie in [0, 1), got {bad}")
-    return levels
+    return levels if 0.0 in levels else [0.0, *levels]  # every loss is measured from the dense model
 
 
 def _locate(model: nn.Module, groups: Groups) -> dict[str, list[tuple[str, str]]]:
@@ -112,7 +112,8 @@ def sensitivity(
     Args:
         groups: name -> ``(module, parameter name)`` pairs of ``model`` (see the builders).
         evaluate: ``evaluate(model) -> float``, e.g. accuracy or WER on a fixed data set.
-        levels: sparsity of the pruned group, each in [0, 1); 0 is the dense model (evaluated once).
+        levels: sparsity of the pruned group, each in [0, 1); 0 is the dense model (evaluated once, and
+            added when missing: the summary measures every loss from it).
         metric: name of the metric column (``accuracy``, ``wer``, ...).
         criterion: a :data:`prunelib.pruning.criteria.CRITERIA` name; ``magnitude`` is global over the group.
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from prunelib.deploy.onnx import gemm_to_matmul, ort_runner, ort_session, quantize_onnx_int8
+from prunelib.deploy.onnx import gemm_to_matmul, ort_runner, ort_session, quantize_onnx_int8, reduce_range
 from prunelib.deploy.runtimes import deploy, int8_tolerance
 from prunelib.families.mlp.data import Split, Splits
 from prunelib.families.mlp.family import MlpFamily
@@ -122,3 +122,12 @@ def test_gemm_rewrite_and_ort_int8_quantization(trained_lenet, mnist5k: Splits) 
 def test_ort_int8_of_a_model_without_weights_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no MatMul with a constant weight"):
         quantize_onnx_int8(FAMILY.export_onnx(nn.ReLU(), torch.zeros(1, 4)))
+
+
+def test_int8_weights_keep_8_bits_only_where_products_sum_in_32_bits(tmp_path) -> None:
+    plain, vnni = tmp_path / "plain", tmp_path / "vnni"
+    plain.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    vnni.write_text("flags\t\t: fpu sse2 avx avx2 avx512f avx512_vnni\n")
+    assert reduce_range("x86_64", plain) and not reduce_range("x86_64", vnni)
+    assert reduce_range("x86_64", tmp_path / "missing")  # unknown x86: 7 bits, the safe choice
+    assert not reduce_range("aarch64", plain)  # Arm: no 16-bit saturation

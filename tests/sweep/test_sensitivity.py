@@ -88,6 +88,18 @@ def test_dense_level_is_evaluated_once() -> None:
     assert (frame.loc[frame["sparsity"] == 0.0, "accuracy"] == 0.5).all()
 
 
+def test_the_dense_level_is_added_when_missing_so_losses_have_a_reference() -> None:
+    model, calls = tiny_mlp(), []
+
+    def evaluate(m: nn.Module) -> float:
+        calls.append(1)
+        return 0.5 if len(calls) == 1 else 0.25
+
+    frame = sensitivity(model, mlp_groups(model), evaluate, levels=(0.5,))
+    assert len(calls) == 1 + 3 and sorted(set(frame["sparsity"])) == [0.0, 0.5]
+    assert (frame.loc[frame["sparsity"] == 0.0, "accuracy"] == 0.5).all()
+
+
 def test_magnitude_removes_the_smallest_weights_of_the_group() -> None:
     model = tiny_mlp()
     with torch.no_grad():
@@ -127,7 +139,8 @@ def test_default_levels_and_validation() -> None:
 def test_random_criterion_reaches_the_same_sparsity() -> None:
     model = tiny_mlp()
     frame = sensitivity(model, mlp_groups(model), zero_fraction(model), (0.5,), criterion="random", seed=3)
-    assert frame["group_sparsity"].tolist() == [24 / 48, 20 / 40, 8 / 15]
+    pruned = frame[frame["sparsity"] == 0.5]
+    assert pruned["group_sparsity"].tolist() == [24 / 48, 20 / 40, 8 / 15]
 
 
 def test_sensitivity_figure_plots_one_line_per_group() -> None:
