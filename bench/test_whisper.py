@@ -31,7 +31,7 @@ from prunelib.deploy.runtimes import at_precision, make_runner, shipped
 from prunelib.families.whisper.deploy import at_equal_work
 from prunelib.measure.flops import count_flops
 from prunelib.measure.targets import Target, Timing, judge
-from prunelib.plugin.records import record_extra
+from prunelib.plugin.records import record_entry, record_extra
 from prunelib.results.knee import find_knee
 
 #: Variants timed: the dense model and one structured step removing this fraction of every FFN's neurons.
@@ -145,6 +145,7 @@ def test_whisper_rtf(benchmark, whisper_case, suite, request) -> None:
         "disk_onnx_bytes": getattr(run, "disk_bytes", None),
     }  # fmt: skip
     benchmark.extra_info.update(info)
+    record_entry(request.config, request.node, benchmark.group, info)
     if stats is not None:
         key = (spec.dataset, spec.model, f"{runtime}/{precision}/t{threads}", which)
         request.config.stash.setdefault(RESULTS, {})[key] = (info, Timing.of(stats.data, flops))
@@ -199,6 +200,7 @@ def test_ctranslate2_peer(benchmark, peer_case, suite, request) -> None:
     if compute_type == "int8" and rtf is not None:
         info.update(best_deployment(results, spec, threads, rtf))
     benchmark.extra_info.update(info)
+    record_entry(request.config, request.node, benchmark.group, info)
     if stats is not None:
         results[(spec.dataset, spec.model, f"ctranslate2/{compute_type}/t{threads}", "dense")] = (info, None)
 
