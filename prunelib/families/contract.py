@@ -51,7 +51,15 @@ from prunelib.errors import Unsupported
 from prunelib.fingerprint import fingerprint
 from prunelib.measure.targets import Hold, Target
 from prunelib.pruning.criteria import remove_reparametrization
-from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, prune_units, unit_counts
+from prunelib.pruning.structured import (
+    DEFAULT_RULE,
+    Structure,
+    UnitRule,
+    prune_units,
+    remaining,
+    removed_fraction,
+    unit_counts,
+)
 from prunelib.pruning.structured import shrink as shrink_units
 
 Params = list[tuple[nn.Module, str]]
@@ -269,16 +277,14 @@ class Family(ABC):
 
     def units_remaining(self, model: nn.Module) -> dict[str, int]:
         """Units still alive per structured group, by the group's root layer (for the schedule gate)."""
-        return {name: alive for name, (alive, _) in unit_counts(model, self.structure(model)).items()}
+        return remaining(unit_counts(model, self.structure(model)))
 
     def unit_sparsity(self, model: nn.Module) -> float:
         """Fraction of structured units removed; NaN when the family has no units."""
         try:
-            counts = unit_counts(model, self.structure(model)).values()
+            return removed_fraction(unit_counts(model, self.structure(model)))
         except Unsupported:
             return math.nan
-        total = sum(t for _, t in counts)
-        return 1.0 - sum(a for a, _ in counts) / total if total else math.nan
 
     def shrink(self, model: nn.Module) -> nn.Module:
         """A physically smaller copy of a structured-pruned ``model`` with the same outputs."""

@@ -37,6 +37,7 @@ How prunelib uses it, in one place:
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -366,6 +367,17 @@ def unit_counts(model: nn.Module, structure: Structure) -> dict[str, tuple[int, 
     """``(alive, total)`` units per group, by root name."""
     g = _graph(model, structure)
     return {name: (int(a.sum()), len(a)) for name in g.roots for _, a in [_scores(g, name, "l2")]}
+
+
+def remaining(counts: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Alive units per group, from :func:`unit_counts`-shaped ``(alive, total)`` counts."""
+    return {name: alive for name, (alive, _) in counts.items()}
+
+
+def removed_fraction(counts: Mapping[str, tuple[int, int]]) -> float:
+    """Fraction of all units (every group's, each counted once) that are dead; NaN when there are none."""
+    total = sum(t for _, t in counts.values())
+    return 1.0 - sum(a for a, _ in counts.values()) / total if total else math.nan
 
 
 @_autograd

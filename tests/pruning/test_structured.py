@@ -7,6 +7,7 @@ depthwise convolutions and residual adds are in ``test_structured_architectures.
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -29,6 +30,8 @@ from prunelib.pruning.structured import (
     count_to_prune,
     group_masks,
     prune_units,
+    remaining,
+    removed_fraction,
     rounded_keep,
     shrink,
     unit_counts,
@@ -344,3 +347,11 @@ def test_shrink_keeps_unstructured_zeros_dtype_and_mode() -> None:
     assert torch.equal(small.layers[0].weight, kept.detach())  # unstructured zeros stay zeros
     x = torch.randn(3, 5, dtype=torch.float64)
     torch.testing.assert_close(small.eval()(x), model.eval()(x), rtol=0, atol=1e-12)
+
+
+def test_remaining_and_removed_fraction_read_the_counts() -> None:
+    counts = {"a": (2, 4), "b": (3, 4)}
+    assert remaining(counts) == {"a": 2, "b": 3}
+    assert removed_fraction(counts) == pytest.approx(3 / 8)
+    assert removed_fraction({"a": (4, 4)}) == 0.0
+    assert math.isnan(removed_fraction({}))

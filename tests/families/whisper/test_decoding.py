@@ -17,13 +17,7 @@ from tests.families.whisper.tiny_decoding import (
     SOT,
     features,
     speech_features,
-    tiny_whisper,
 )
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_whisper()
 
 
 @pytest.fixture(scope="module")

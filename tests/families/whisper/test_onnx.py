@@ -30,11 +30,6 @@ from tests.families.whisper.tiny_decoding import (
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_whisper()
-
-
-@pytest.fixture(scope="module")
 def graphs(model) -> WhisperOnnx:
     return export_whisper_onnx(model)
 
