@@ -58,9 +58,9 @@ from prunelib.pruning.structured import (
     prune_units,
     remaining,
     removed_fraction,
-    unit_counts,
 )
 from prunelib.pruning.structured import shrink as shrink_units
+from prunelib.pruning.structured import unit_counts as count_units
 
 Params = list[tuple[nn.Module, str]]
 Phase = Literal["dense", "retrain"]
@@ -266,7 +266,7 @@ class Family(ABC):
         """How the structured engine (Torch-Pruning) traces ``model``: an example input and the layers kept whole.
 
         Giving this is all a family needs for structured pruning: the default
-        :meth:`structured_step`, :meth:`units_remaining`, :meth:`unit_sparsity` and :meth:`shrink`
+        :meth:`structured_step`, :meth:`unit_counts` (hence :meth:`units_remaining` and :meth:`unit_sparsity`) and :meth:`shrink`
         run :mod:`prunelib.pruning.structured` on it.
         """
         raise Unsupported(f"family {self.name!r} does not support structured pruning")
@@ -275,14 +275,18 @@ class Family(ABC):
         """Mask ``amount`` of the remaining units (channels, neurons) by ``rule``, in place."""
         prune_units(model, self.structure(model), amount, rule)
 
+    def unit_counts(self, model: nn.Module) -> dict[str, tuple[int, int]]:
+        """``(alive, total)`` units per structured group, by the group's root layer."""
+        return count_units(model, self.structure(model))
+
     def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        """Units still alive per structured group, by the group's root layer (for the schedule gate)."""
-        return remaining(unit_counts(model, self.structure(model)))
+        """Units still alive per structured group (for the schedule gate), from :meth:`unit_counts`."""
+        return remaining(self.unit_counts(model))
 
     def unit_sparsity(self, model: nn.Module) -> float:
-        """Fraction of structured units removed; NaN when the family has no units."""
+        """Fraction of structured units removed, from :meth:`unit_counts`; NaN when the family has no units."""
         try:
-            return removed_fraction(unit_counts(model, self.structure(model)))
+            return removed_fraction(self.unit_counts(model))
         except Unsupported:
             return math.nan
 
@@ -294,7 +298,7 @@ class Family(ABC):
     def structured(self) -> bool:
         """Whether structured pruning works: :meth:`structure` given, or the structured hooks overridden."""
         cls = type(self)
-        hooks = ("structured_step", "units_remaining", "shrink")
+        hooks = ("structured_step", "unit_counts", "shrink")
         return cls.structure is not Family.structure or all(getattr(cls, n) is not getattr(Family, n) for n in hooks)
 
     def sensitivity_groups(self, model: nn.Module) -> dict[str, Params]:

@@ -247,16 +247,11 @@ class SewFamily(Family):
 
         structured_prune_step(model, amount, rule)
 
-    def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        """Alive units per group: ``feature_extractor.conv_layers.i``, ``encoder.layers.i.attention`` (heads), ``….feed_forward``."""
-        from prunelib.families.sew.structured import units_remaining
+    def unit_counts(self, model: nn.Module) -> dict[str, tuple[int, int]]:
+        """``(alive, total)`` per group: ``feature_extractor.conv_layers.i``, ``encoder.layers.i.attention`` (heads), ``….feed_forward``."""
+        from prunelib.families.sew.structured import unit_counts
 
-        return units_remaining(model)
-
-    def unit_sparsity(self, model: nn.Module) -> float:
-        from prunelib.families.sew.structured import unit_sparsity
-
-        return unit_sparsity(model)
+        return unit_counts(model)
 
     def shrink(self, model: nn.Module) -> nn.Module:
         from prunelib.families.sew.structured import shrink_sew

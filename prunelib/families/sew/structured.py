@@ -52,7 +52,7 @@ from prunelib.families.sew.deploy import fold_weight_norm
 from prunelib.families.sew.onnx import latency_input
 from prunelib.pruning import structured as engine
 from prunelib.pruning.neurons import alive_neurons, effective_tensor, rebuild_layer
-from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, count_to_prune, remaining, removed_fraction
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, count_to_prune
 
 #: Seconds of audio the engine traces a SEW model on (a dozen frames of SEW-tiny: tracing is quick).
 TRACE_SECONDS = 0.25
@@ -203,16 +203,6 @@ def unit_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
         ffn = name.removesuffix("attention") + "feed_forward"
         out[ffn] = by_name[ffn]
     return out
-
-
-def units_remaining(model: nn.Module) -> dict[str, int]:
-    """Alive units per group, e.g. ``{"encoder.layers.0.attention": 4, "encoder.layers.0.feed_forward": 1024}``."""
-    return remaining(unit_counts(model))
-
-
-def unit_sparsity(model: nn.Module) -> float:
-    """Fraction of the removable units (channels, heads, feed-forward units) that are dead."""
-    return removed_fraction(unit_counts(model))
 
 
 # --------------------------------------------------------------------------- shrinking

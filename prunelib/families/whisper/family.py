@@ -201,15 +201,11 @@ class WhisperFamily(Family):
 
         structured_step(model, amount, rule)
 
-    def units_remaining(self, model: nn.Module) -> dict[str, int]:
-        from prunelib.families.whisper.structured import units_remaining
+    def unit_counts(self, model: nn.Module) -> dict[str, tuple[int, int]]:
+        """``(alive, total)`` per group: heads of each attention module, neurons of each ``fc1``."""
+        from prunelib.families.whisper.structured import unit_counts
 
-        return units_remaining(model)
-
-    def unit_sparsity(self, model: nn.Module) -> float:
-        from prunelib.families.whisper.structured import unit_sparsity
-
-        return unit_sparsity(model)
+        return unit_counts(model)
 
     def shrink(self, model: nn.Module) -> nn.Module:
         from prunelib.families.whisper.structured import shrink

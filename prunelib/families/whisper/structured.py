@@ -43,7 +43,7 @@ from torch.nn.utils import prune
 from prunelib.config import check_fraction
 from prunelib.families.whisper.groups import whisper_parts
 from prunelib.pruning import structured as engine
-from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule, remaining, removed_fraction
+from prunelib.pruning.structured import DEFAULT_RULE, Structure, UnitRule
 
 #: Kinds of units a structured step may remove.
 UNIT_KINDS = ("heads", "ffn")
@@ -221,16 +221,6 @@ def unit_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
     """``(alive, total)`` per group: heads of each attention module, neurons of each ``fc1``, in layer order."""
     scored = _scored(model, UNIT_KINDS, "l2")
     return {name: (int(a.sum()), a.numel()) for _, name, _, a in scored.values()}
-
-
-def units_remaining(model: nn.Module) -> dict[str, int]:
-    """Alive units per group, e.g. ``{"model.encoder.layers.0.self_attn": 6, "model.encoder.layers.0.fc1": 1536}``."""
-    return remaining(unit_counts(model))
-
-
-def unit_sparsity(model: nn.Module) -> float:
-    """Fraction of the removable units (heads and neurons, each counted once) that are dead."""
-    return removed_fraction(unit_counts(model))
 
 
 def shrink(model: nn.Module) -> nn.Module:

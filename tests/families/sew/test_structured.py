@@ -27,8 +27,6 @@ from prunelib.families.sew.structured import (
     structure,
     structured_prune_step,
     unit_counts,
-    unit_sparsity,
-    units_remaining,
 )
 from prunelib.families.sew.train import SpeechTrainConfig
 from prunelib.pruning import structured as engine
@@ -69,7 +67,7 @@ def logits(model: nn.Module, x: torch.Tensor = AUDIO) -> torch.Tensor:
 
 
 def test_units_are_inner_conv_channels_heads_and_feed_forward_units() -> None:
-    assert units_remaining(tiny()) == {
+    assert FAMILY.units_remaining(tiny()) == {
         "feature_extractor.conv_layers.1": 16,
         "feature_extractor.conv_layers.2": 16,
         "encoder.layers.0.attention": 4,
@@ -136,7 +134,7 @@ def test_a_step_masks_only_feed_forward_pairs_inner_convs_and_head_rows() -> Non
 def test_layer_norm_layout_has_no_removable_conv_channels() -> None:
     model = prepare_model(build_sew(dataclasses.replace(TINY, feat_extract_norm="layer"), seed=0))
     assert list(engine_roots(model)) == ["encoder.layers.0.feed_forward", "encoder.layers.1.feed_forward"]
-    assert not any(name.startswith("feature_extractor") for name in units_remaining(model))
+    assert not any(name.startswith("feature_extractor") for name in FAMILY.units_remaining(model))
     structured_prune_step(model, 0.5)
     assert not any("conv_layers" in name for name in named_masks(model))
 
@@ -179,10 +177,10 @@ def test_head_pruning_removes_the_lowest_norm_heads_with_their_biases() -> None:
 @given(st.lists(st.floats(0.05, 0.95), min_size=1, max_size=4))
 def test_each_step_removes_count_to_prune_of_every_groups_alive_units(amounts: list[float]) -> None:
     model = tiny()
-    before, previous = units_remaining(model), named_masks(model)
+    before, previous = FAMILY.units_remaining(model), named_masks(model)
     for amount in amounts:
         structured_prune_step(model, amount)
-        now = units_remaining(model)
+        now = FAMILY.units_remaining(model)
         for name, n in before.items():
             assert now[name] == n - count_to_prune(amount, n), name
         masks = named_masks(model)
@@ -192,7 +190,7 @@ def test_each_step_removes_count_to_prune_of_every_groups_alive_units(amounts: l
     assert all(n >= 1 for n in before.values())
     totals = {name: total for name, (_, total) in unit_counts(model).items()}
     assert set(totals.values()) == {16, 4, 64}  # conv channels, heads, feed-forward units
-    assert unit_sparsity(model) == pytest.approx(1 - sum(before.values()) / sum(totals.values()))
+    assert FAMILY.unit_sparsity(model) == pytest.approx(1 - sum(before.values()) / sum(totals.values()))
 
 
 def test_a_non_default_rule_ranks_the_engines_units_and_heads_stay_l2_per_layer() -> None:
@@ -203,7 +201,7 @@ def test_a_non_default_rule_ranks_the_engines_units_and_heads_stay_l2_per_layer(
         ff.intermediate_dense.bias[:30] *= 1e-3
         ff.output_dense.weight[:, :30] *= 1e-3
     FAMILY.structured_step(model, 0.25, 0, UnitRule(scope="global"))
-    now = units_remaining(model)
+    now = FAMILY.units_remaining(model)
     assert now["encoder.layers.0.attention"] == now["encoder.layers.1.attention"] == 3  # 4 - round(0.25 * 4)
     assert sum(n for name, n in now.items() if "attention" not in name) == 160 - 40  # 16 + 16 + 64 + 64, together
     assert now["encoder.layers.1.feed_forward"] <= 64 - 30 < 64 - count_to_prune(0.25, 64)  # not 16 per layer
@@ -313,7 +311,7 @@ def test_structured_imp_finetune_retrains_keeps_units_dead_and_still_shrinks_exa
     counts, moved = [], []
     steps = iterate_schedule(FAMILY, model, initial_state(model), data, hparams, schedule, 0.5, 2, seed=0)
     for _k, current in steps:
-        counts.append(units_remaining(current)["encoder.layers.0.feed_forward"])
+        counts.append(FAMILY.units_remaining(current)["encoder.layers.0.feed_forward"])
         torch.testing.assert_close(logits(shrink_sew(current)), logits(current), atol=1e-5, rtol=0)
         moved.append(not torch.equal(current.state_dict()[OUT_PROJ], before[OUT_PROJ]))
     assert counts == [64, 32, 16]  # retraining revived no unit
@@ -350,7 +348,7 @@ def test_structured_imp_rewind_rewinds_survivors_to_the_models_initial_weights()
         assert torch.equal(module.weight, want), name
         assert 0 < int(module.weight_mask.any(dim=dim).sum()) < module.weight_mask.shape[1 - dim], name
     assert torch.equal(pruned.lm_head.weight, initial["lm_head.weight"])  # unpruned layers rewound too
-    assert units_remaining(pruned)["encoder.layers.0.attention"] == 1
+    assert FAMILY.units_remaining(pruned)["encoder.layers.0.attention"] == 1
 
 
 def test_static_metrics_of_a_structured_step_are_of_the_shrunk_model() -> None:
@@ -360,7 +358,7 @@ def test_static_metrics_of_a_structured_step_are_of_the_shrunk_model() -> None:
     masked = static_metrics(FAMILY, model, data, structured=False)
     shrunk = static_metrics(FAMILY, model, data, structured=True)
     assert masked["wer"] == shrunk["wer"] and masked["sparsity"] == shrunk["sparsity"] > 0
-    assert masked["neuron_sparsity"] == shrunk["neuron_sparsity"] == pytest.approx(unit_sparsity(model))
+    assert masked["neuron_sparsity"] == shrunk["neuron_sparsity"] == pytest.approx(FAMILY.unit_sparsity(model))
     assert dense["neuron_sparsity"] == 0 and dense["params_deployed"] == masked["params_deployed"]
     assert shrunk["params_deployed"] < masked["params_deployed"]
     assert shrunk["flops"] < 0.7 * masked["flops"] == 0.7 * dense["flops"]

@@ -9,11 +9,13 @@ import torch
 from torch import nn
 
 from prunelib.families.whisper import structured as ws
+from prunelib.families.whisper.family import WhisperFamily
 from prunelib.pruning.params import effective_parameters
 from prunelib.pruning.structured import UnitRule
 
 from .random_whisper import features, random_whisper
 
+FAMILY = WhisperFamily()
 IDS = torch.tensor([[1, 5, 7, 9], [1, 3, 4, 150]])
 
 
@@ -78,31 +80,31 @@ def test_an_ffn_step_zeroes_the_weakest_fc1_rows_and_biases_with_their_fc2_colum
         assert torch.equal(after[f"{fc2}.weight"][:, ~dead], before[f"{fc2}.weight"][:, ~dead])
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {k for n in roots for k in (f"{n}.weight", f"{n}.bias", n.removesuffix("fc1") + "fc2.weight")}
-    assert all(alive == 4 for name, alive in ws.units_remaining(model).items() if name.endswith("attn"))
+    assert all(alive == 4 for name, alive in FAMILY.units_remaining(model).items() if name.endswith("attn"))
 
 
 def test_unit_counts_fall_by_the_amount_and_every_module_keeps_a_head_and_a_neuron() -> None:
     model = random_whisper()
-    counts = ws.units_remaining(model)
+    counts = FAMILY.units_remaining(model)
     assert list(counts)[:3] == [
         "model.encoder.layers.0.self_attn",
         "model.encoder.layers.0.fc1",
         "model.encoder.layers.1.self_attn",
     ]
     assert "model.decoder.layers.1.encoder_attn" in counts and len(counts) == 10
-    assert ws.unit_sparsity(model) == 0.0
+    assert FAMILY.unit_sparsity(model) == 0.0
     ws.structured_step(model, 0.5)
-    assert {n: c for n, c in ws.units_remaining(model).items()} == {n: c // 2 for n, c in counts.items()}
-    assert ws.unit_sparsity(model) == pytest.approx(0.5)
+    assert {n: c for n, c in FAMILY.units_remaining(model).items()} == {n: c // 2 for n, c in counts.items()}
+    assert FAMILY.unit_sparsity(model) == pytest.approx(0.5)
     for _ in range(3):
         ws.structured_step(model, 0.9)
-    assert set(ws.units_remaining(model).values()) == {1}
+    assert set(FAMILY.units_remaining(model).values()) == {1}
 
 
 def test_rounding_applies_to_neurons_not_heads() -> None:
     model = random_whisper()
     ws.structured_step(model, 0.3, UnitRule(round_to=16))
-    for name, alive in ws.units_remaining(model).items():
+    for name, alive in FAMILY.units_remaining(model).items():
         assert alive == (96 if name.endswith("fc1") else 3), name  # 128 keeps 89.6 -> 96; 4 heads keep 3
 
 
@@ -121,7 +123,7 @@ def test_global_scope_ranks_heads_with_heads_and_may_take_more_from_one_module()
     model = random_whisper()
     weak_heads(model)
     ws.structured_step(model, 0.25, UnitRule(scope="global"), units=("heads",))
-    heads = {n: c for n, c in ws.units_remaining(model).items() if n.endswith("attn")}
+    heads = {n: c for n, c in FAMILY.units_remaining(model).items() if n.endswith("attn")}
     assert heads["model.encoder.layers.0.self_attn"] == 1 and sum(heads.values()) == 6 * 4 - 6
     assert max(heads.values()) == 4  # 3 of the 6 from the weak module, the rest where heads rank lowest
 
@@ -131,10 +133,10 @@ def test_shrink_keeps_the_outputs_and_generate_works_with_different_head_counts_
     weak_heads(model)
     ws.structured_step(model, 0.25, UnitRule(scope="global"))
     ws.structured_step(model, 0.4, units=("ffn",))
-    remaining = ws.units_remaining(model)
+    remaining = FAMILY.units_remaining(model)
     dense = copy.deepcopy(model)
     small = ws.shrink(model)
-    assert ws.units_remaining(model) == remaining and weights(model).keys() == weights(dense).keys()
+    assert FAMILY.units_remaining(model) == remaining and weights(model).keys() == weights(dense).keys()
     heads = [a.num_heads for a in ws.attention_modules(small).values()]
     assert heads == [c for n, c in remaining.items() if n.endswith("attn")] and len(set(heads)) > 1
     for name, attn in ws.attention_modules(small).items():
@@ -187,13 +189,13 @@ def test_bad_arguments_are_refused_by_name(kwargs, error, message) -> None:
 
 def test_a_model_that_is_not_whisper_is_refused() -> None:
     with pytest.raises(ValueError, match="Whisper's layout"):
-        ws.units_remaining(nn.Sequential(nn.Linear(3, 3)))
+        FAMILY.units_remaining(nn.Sequential(nn.Linear(3, 3)))
 
 
 def test_the_real_tiny_en_shrinks_with_the_same_outputs(tiny_en) -> None:
     model = copy.deepcopy(tiny_en[0])
     ws.structured_step(model, 0.3)
-    remaining = ws.units_remaining(model)
+    remaining = FAMILY.units_remaining(model)
     assert remaining["model.encoder.layers.0.self_attn"] == 4 and remaining["model.decoder.layers.3.fc1"] == 1075
     small = ws.shrink(model)
     assert [a.num_heads for a in ws.attention_modules(small).values()] == [4] * 12
