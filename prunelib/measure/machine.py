@@ -108,6 +108,32 @@ def cpu_frequency_mhz(root: Path = Path("/"), cpuinfo_mhz: str | None = None) ->
     return {"cpu_freq_cur_mhz": cur, "cpu_freq_max_mhz": top}
 
 
+def _cache_size_bytes(text: str | None) -> int | None:
+    """A sysfs cache ``size`` (``"32768K"``, ``"1M"``, ``"512"``) in bytes, or ``None``."""
+    text = (text or "").strip().upper()
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+    digits = text.rstrip("KMG")
+    return int(digits) * scale if digits.isdigit() else None
+
+
+def last_level_cache_bytes(root: Path = Path("/")) -> int | None:
+    """Size of the CPU's last-level data cache (the highest level, data or unified), from sysfs.
+
+    The Pi 4's Cortex-A72 reports a 1 MiB L2; a cloud x86 host tens of MiB of L3. ``None`` when
+    the kernel does not say (no sysfs, a device tree without cache nodes).
+
+    Args:
+        root: file-system root to read from (tests point it at a fake tree).
+    """
+    best: tuple[int, int] | None = None
+    for index in sorted((root / "sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        kind = (_read(index / "type") or "").strip()
+        level, size = (_read(index / "level") or "").strip(), _cache_size_bytes(_read(index / "size"))
+        if kind in ("Data", "Unified") and level.isdigit() and size:
+            best = max(best or (0, 0), (int(level), size))
+    return best[1] if best else None
+
+
 def package_versions(names: tuple[str, ...] = VERSION_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` from package metadata (no import); absent ones are left out."""
     versions: dict[str, str] = {}

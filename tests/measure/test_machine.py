@@ -152,3 +152,26 @@ def test_machine_from_plain_pytest_benchmark_info() -> None:
         "python": "3.11.7",
     }
     assert machine.machine_from_benchmark_info("junk") == {}  # type: ignore[arg-type]
+
+
+def fake_caches(root: Path, caches: list[tuple[str, str, str]]) -> Path:
+    """sysfs cache entries ``(level, type, size)`` for cpu0 under ``root``."""
+    for i, (level, kind, size) in enumerate(caches):
+        index = root / f"sys/devices/system/cpu/cpu0/cache/index{i}"
+        index.mkdir(parents=True)
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (index / name).write_text(value + "\n")
+    return root
+
+
+def test_last_level_cache_is_the_highest_data_level(tmp_path: Path) -> None:
+    """The Pi 4 (L1 32K/48K, L2 1M) and an x86 host (L3 32 MiB); an instruction cache never counts."""
+    pi = fake_caches(tmp_path / "pi", [("1", "Data", "32K"), ("1", "Instruction", "48K"), ("2", "Unified", "1024K")])
+    assert machine.last_level_cache_bytes(pi) == 1024**2
+    x86 = [("1", "Data", "32K"), ("2", "Unified", "512K"), ("3", "Unified", "32768K"), ("4", "Instruction", "9M")]
+    assert machine.last_level_cache_bytes(fake_caches(tmp_path / "x86", x86)) == 32 * 1024**2
+
+
+def test_last_level_cache_unknown_is_none(tmp_path: Path) -> None:
+    assert machine.last_level_cache_bytes(tmp_path) is None  # no sysfs
+    assert machine.last_level_cache_bytes(fake_caches(tmp_path / "bad", [("2", "Unified", "big")])) is None

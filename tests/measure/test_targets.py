@@ -91,6 +91,45 @@ def test_a_report_target_is_shown_and_never_fails() -> None:
     row = table.iloc[0]
     assert row["speedup"] == pytest.approx(1.67) and row["met"] is None and not failures
     assert row["required"] != row["required"]  # NaN: nothing is required
+    assert not bool(row["gated"]) and row["not_gated_because"] == "reported only"
+
+
+def with_dense_bytes(n: int | None) -> dict:
+    """:data:`TIMINGS` with the dense baseline's weights counted at ``n`` bytes."""
+    dense = TIMINGS[("torch", "dense")]
+    return {**TIMINGS, ("torch", "dense"): Timing.of(dense.rounds, dense.flops, weight_bytes=n)}
+
+
+MIB = 1024**2
+MEMORY_BOUND = Target("torch", "tenth", "torch", "speedup", 5.0, regime="memory-bound")  # measured 4.00x: missed
+
+
+def test_a_memory_bound_target_is_not_gated_where_the_dense_weights_fit_in_cache() -> None:
+    table, failures = judge("m", with_dense_bytes(6 * MIB), [MEMORY_BOUND], cache_bytes=32 * MIB)
+    row = table.iloc[0]
+    assert not failures and not bool(row["met"]) and not bool(row["gated"])  # still judged, shown as missed
+    assert row["not_gated_because"] == (
+        "memory-bound target; dense weights (6.0 MiB) fit in this CPU's last-level cache (32.0 MiB)"
+    )
+
+
+@pytest.mark.parametrize(("weights", "cache"), [(6 * MIB, 1 * MIB), (None, 32 * MIB), (6 * MIB, None)])
+def test_a_memory_bound_target_is_gated_on_the_device_or_when_a_size_is_unknown(weights, cache) -> None:
+    """The Pi 4 (1 MiB L2 under 6 MiB of weights) gates it; so does a machine that cannot say."""
+    table, failures = judge("m", with_dense_bytes(weights), [MEMORY_BOUND], cache_bytes=cache)
+    assert bool(table.iloc[0]["gated"]) and table.iloc[0]["not_gated_because"] == ""
+    assert len(failures) == 1 and failures[0].startswith("m tenth/torch: 95 % CI ")
+
+
+def test_an_any_regime_target_is_gated_whatever_the_cache() -> None:
+    target = Target("torch", "tenth", "torch", "speedup", 5.0)
+    _, failures = judge("m", with_dense_bytes(6 * MIB), [target], cache_bytes=32 * MIB)
+    assert len(failures) == 1
+
+
+def test_an_unknown_regime_is_rejected() -> None:
+    with pytest.raises(ValueError, match="regime must be one of any, memory-bound"):
+        Target("torch", "half", "torch", "speedup", 2.0, regime="cache-bound")
 
 
 def test_a_hold_is_a_fraction_and_a_non_negative_margin() -> None:

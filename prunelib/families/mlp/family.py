@@ -57,14 +57,18 @@ class MlpFamily(Family):
     lottery = (("mnist5k", "lenet300"), ("mnist5k", "mlp1m"), ("mnist", "lenet300"), ("fashion-mnist", "lenet300"))
 
     #: The lab's speed question, on the ~1.4M-parameter MLP: one pruning step from the trained model.
+    #: PyTorch's 4x at 90 % and sparse execution's 2x at 95 % are Pi promises (``memory-bound``):
+    #: on a host whose L3 holds dense mlp1m's 5.7 MB, eager call overhead (~15 us of a 40 us call)
+    #: and cache-fast dense GEMV (0.1 ns a weight against CSR's 0.6 ns a nonzero) cap them at
+    #: ~3.9x and ~1.6x; ONNX Runtime's 4x holds there too, so it is gated everywhere.
     speedup_pair = ("mnist5k", "mlp1m")
     speedup_targets = (
         Target("torch", "structured-50", "torch", "flop-fraction", 0.7),
         Target("onnxruntime", "structured-50", "onnxruntime", "flop-fraction", 0.7),
-        Target("torch", "structured-90", "torch", "speedup", 4.0),
+        Target("torch", "structured-90", "torch", "speedup", 4.0, regime="memory-bound"),
         Target("onnxruntime", "structured-90", "onnxruntime", "speedup", 4.0),
         Target("torch", "unstructured-95", "torch", "report", 1.0),
-        Target("torch-sparse", "unstructured-95", "torch", "speedup", 2.0),
+        Target("torch-sparse", "unstructured-95", "torch", "speedup", 2.0, regime="memory-bound"),
     )
 
     def default_model(self, dataset: str) -> str:
