@@ -47,11 +47,11 @@ GATE_BUDGET_S = 3.0
 
 @dataclass(frozen=True)
 class GateCase:
-    """A timed speed-up case kept for the gate: the call, its multiply-adds and (dense) weight bytes."""
+    """A timed speed-up case kept for the gate: the call, its multiply-adds and its weights' bytes stored dense."""
 
     call: Callable[[], object]
     flops: int
-    weight_bytes: int | None
+    weight_bytes: int
 
 
 def spec_for(suite, family, variant: str) -> SweepSpec:
@@ -87,10 +87,9 @@ def test_speedup(benchmark, speedup_case, suite, request) -> None:
     info.update(timed_on_the_board(benchmark, runner, x, suite.opts))
     benchmark.extra_info.update(info)
     if getattr(benchmark, "stats", None) is not None:  # timed: the targets test times it again, alternating
-        # the dense baseline's bytes decide whether memory-bound targets are gated (pruned ones are not needed)
-        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values()) if k == 0 else None
+        row = sweep.row(k)  # the dense baseline's disk_dense_bytes decide whether memory-bound targets are gated
         cases = request.config.stash.setdefault(CASES, {}).setdefault(family.name, {})
-        cases[(runtime, variant)] = GateCase(partial(runner, x), sweep.row(k)["flops"], weights)
+        cases[(runtime, variant)] = GateCase(partial(runner, x), row["flops"], row["disk_dense_bytes"])
 
 
 def test_speedup_targets(suite, request) -> None:

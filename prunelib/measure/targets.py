@@ -28,7 +28,7 @@ class Timing:
     median_s: float
     flops: int
     rounds: tuple[float, ...] = ()
-    weight_bytes: int | None = None  # the deployed model's parameters and buffers (None: not counted)
+    weight_bytes: int | None = None  # the model's weights stored dense (``disk_dense_bytes``; None: not known)
 
     @classmethod
     def of(cls, rounds: Sequence[float], flops: int, weight_bytes: int | None = None) -> Timing:
